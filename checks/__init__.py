@@ -1,0 +1,1 @@
+"""Compliance controls: one module per area, one test function per control."""

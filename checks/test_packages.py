@@ -1,0 +1,31 @@
+"""Package control: packages the external-DB setup requires to be absent."""
+
+from mesh_compliance.controls import control
+from mesh_compliance.packages import detect_manager, package_state
+
+
+@control(
+    "files-db-package-absent",
+    title="carbonio-files-db is not installed",
+    severity="high",
+    step="14",
+    scope="node",
+    rationale="The package registers its own carbonio-files-db service and sidecar, which "
+              "competes with the external service for Files' database traffic.",
+)
+def test_files_db_package_absent(site, target, evidence):
+    manager = detect_manager(target, site.packages.manager)
+    evidence.expect("packages absent", list(site.packages.absent))
+    evidence.observe("package manager", manager)
+
+    states = [package_state(target, name, manager) for name in site.packages.absent]
+    for state in states:
+        evidence.observe(state.name, state.status)
+        evidence.record(state.name, state.evidence)
+
+    present = [f"{state.name} ({state.status})" for state in states if state.present]
+    assert not present, evidence.why(f"packages present on {target.name}: {', '.join(present)}")
+
+    leftovers = [state.name for state in states if state.config_files_only]
+    if leftovers:
+        evidence.warn(f"removed but not purged, configuration files remain: {', '.join(leftovers)}")

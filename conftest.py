@@ -1,0 +1,3 @@
+"""Load the compliance plugin for runs from a source checkout."""
+
+pytest_plugins = ["mesh_compliance.plugin"]

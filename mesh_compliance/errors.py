@@ -1,0 +1,38 @@
+"""Exceptions that separate "could not decide" from "non-compliant".
+
+A control that cannot observe the state it must judge raises ``Undecided``
+(reported as ERROR). A control that observes a non-compliant state fails its
+assert (reported as FAIL). The two are never mixed.
+"""
+
+
+class Undecided(Exception):
+    """The control could not decide: the evidence it needs is unavailable."""
+
+
+class ConsulUnreachable(Undecided):
+    """No HTTP answer from Consul: refused, timed out or dropped."""
+
+
+class ConsulPermissionDenied(Undecided):
+    """Consul answered 403 because the token lacks a permission."""
+
+
+class ConsulTokenInvalid(Undecided):
+    """The token the suite authenticates with is unknown to Consul or expired."""
+
+
+class ConsulUnexpected(Undecided):
+    """Consul answered with a status the client has no meaning for."""
+
+
+class TargetError(Undecided):
+    """A command or file on the target node gave no usable answer."""
+
+
+class DatabaseUnreachable(Undecided):
+    """The database host did not accept a TCP connection in time."""
+
+
+class FixError(Exception):
+    """A fixer could not apply its change; the message says why."""

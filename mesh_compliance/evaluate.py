@@ -1,0 +1,129 @@
+"""Run one control, and with --fix its fixer and the control again."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mesh_compliance.consul import ConsulClient
+from mesh_compliance.controls import ControlSpec, Evidence
+from mesh_compliance.errors import FixError, Undecided
+from mesh_compliance.fixing import FixContext, FixRefused
+from mesh_compliance.log import logger
+from mesh_compliance.redact import redact
+
+VERDICTS = ("PASS", "WARN", "FAIL", "ERROR", "FIXED", "FIX FAILED")
+
+
+@dataclass
+class Outcome:
+    verdict: str
+    message: str = ""
+    evidence: dict = field(default_factory=dict)
+    failure: AssertionError | None = None
+    error: BaseException | None = None
+    fix: dict | None = None
+
+    @classmethod
+    def undecided(cls, error: BaseException | None) -> "Outcome":
+        text = redact(str(error)) if error is not None else "the control could not run"
+        return cls("ERROR", text, error=error)
+
+
+def evaluate_control(item: pytest.Item, spec: ControlSpec, run) -> Outcome:
+    outcome = _check(item)
+    if outcome.verdict != "FAIL" or not item.config.option.mesh_fix:
+        return outcome
+
+    fixer = _fixer(spec.id)
+    if fixer is None:
+        outcome.fix = {"status": "none", "reason": "no fixer exists for this control; repair it by hand", "changes": []}
+        return outcome
+    return _fix_and_recheck(item, spec, run, fixer, outcome)
+
+
+def _check(item: pytest.Item) -> Outcome:
+    evidence: Evidence | None = item.funcargs.get("evidence")
+    if evidence is not None:
+        evidence.reset()
+
+    try:
+        item.obj(**{name: item.funcargs[name] for name in item._fixtureinfo.argnames})
+    except AssertionError as exc:
+        return Outcome("FAIL", redact(str(exc)), _evidence(evidence), failure=exc)
+    except Undecided as exc:
+        outcome = Outcome.undecided(exc)
+        outcome.evidence = _evidence(evidence)
+        return outcome
+
+    data = _evidence(evidence)
+    if data.get("warnings"):
+        return Outcome("WARN", "; ".join(data["warnings"]), data)
+    return Outcome("PASS", "", data)
+
+
+def _fix_and_recheck(item, spec: ControlSpec, run, fixer, before: Outcome) -> Outcome:
+    context = _context(item, run)
+    fix = {"status": "", "reason": "", "changes": [], "before": before.message}
+
+    try:
+        fixer(context)
+    except FixRefused as exc:
+        fix.update(status="not applied", reason=redact(str(exc)))
+        before.fix = fix
+        return before
+    except (FixError, Undecided) as exc:
+        logger.warning("fix of %s failed: %s", spec.id, redact(str(exc)))
+        fix.update(status="failed", reason=redact(str(exc)), changes=_changes(context))
+        return Outcome("FIX FAILED", f"{before.message}\nfix failed: {redact(str(exc))}",
+                       before.evidence, failure=AssertionError(f"{before.message}\nfix failed: {redact(str(exc))}"), fix=fix)
+
+    fix["changes"] = _changes(context)
+    after = _check(item)
+    after.fix = fix
+    if after.verdict in ("PASS", "WARN"):
+        fix["status"] = "fixed"
+        after.verdict = "FIXED"
+        return after
+    if after.verdict == "ERROR":
+        fix.update(status="unverified", reason="the control could not decide after the fix")
+        return after
+
+    fix.update(status="failed", reason="the control still fails after the fix")
+    message = f"{after.message}\n(the fixer ran: {'; '.join(fix['changes']) or 'no change made'})"
+    after.verdict = "FIX FAILED"
+    after.message = message
+    after.failure = AssertionError(message)
+    return after
+
+
+def _context(item: pytest.Item, run) -> FixContext:
+    consul = item.funcargs.get("consul")
+    if not isinstance(consul, ConsulClient):
+        consul = ConsulClient(run.settings)
+    return FixContext(
+        site=run.site, consul=consul, target=item.funcargs.get("target"),
+        allow=frozenset(item.config.option.mesh_allow), backup_dir=Path(item.config.option.mesh_backup_dir),
+        run_id=run.run_id,
+    )
+
+
+def _fixer(control_id: str):
+    from remediations import FIXERS
+
+    reference = FIXERS.get(control_id)
+    if reference is None:
+        return None
+    module_name, function_name = reference.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def _changes(context: FixContext) -> list[str]:
+    return [change.describe() for change in context.changes]
+
+
+def _evidence(evidence: Evidence | None) -> dict:
+    return evidence.as_dict() if evidence is not None else {}

@@ -1,0 +1,211 @@
+"""pytest plugin: options, fixtures, the control protocol and verdicts.
+
+A control is evaluated while its test is set up, right after its fixtures:
+- the body passes: PASS (WARN when it recorded a warning);
+- an assert fails: FAIL, re-raised in the call phase;
+- it raises ``Undecided``: the setup fails, so pytest, pytest-html and
+  JUnit all report ERROR, distinct from FAIL.
+With ``--fix`` a FAIL runs the control's fixer, then the control again:
+FIXED when it passes, FIX FAILED when it still fails or the fixer broke.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh_compliance import results
+from mesh_compliance.consul import ConsulClient, ConsulConfigError, resolve_settings
+from mesh_compliance.controls import Evidence, spec_of
+from mesh_compliance.evaluate import Outcome, evaluate_control
+from mesh_compliance.fixing import OPT_IN_KINDS
+from mesh_compliance.log import logger
+from mesh_compliance.redact import RedactingFilter
+from mesh_compliance.reporting import html_hooks
+from mesh_compliance.site import SiteError, load_site
+from mesh_compliance.target import Target
+
+OUTCOME_KEY = pytest.StashKey[Outcome]()
+RUN_KEY = pytest.StashKey["results.Run"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("carbonio-mesh-compliance", "Carbonio Mesh compliance")
+    group.addoption("--site", dest="mesh_site", metavar="PATH",
+                    help="site file (TOML) with the expected state; default: the documented values")
+    group.addoption("--root", dest="mesh_root", metavar="DIR",
+                    help="audit a node whose filesystem is mounted at DIR (image, chroot, lab)")
+    group.addoption("--consul-addr", dest="mesh_consul_addr", metavar="URL",
+                    help="Consul HTTP address; default: CONSUL_HTTP_ADDR, else http://127.0.0.1:8500")
+    group.addoption("--consul-token-file", dest="mesh_consul_token_file", metavar="PATH",
+                    help="file holding the Consul token; default: CONSUL_HTTP_TOKEN_FILE, else CONSUL_HTTP_TOKEN")
+    group.addoption("--consul-timeout", dest="mesh_consul_timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="timeout of each Consul HTTP request in seconds (default 10)")
+    group.addoption("--fix", dest="mesh_fix", action="store_true",
+                    help="run the fixer of every failing control, then the control again")
+    group.addoption("--allow", dest="mesh_allow", action="append", default=[], metavar="KIND",
+                    choices=sorted(OPT_IN_KINDS),
+                    help="allow a risky kind of fix: " + "; ".join(f"{k}: {v}" for k, v in OPT_IN_KINDS.items()))
+    group.addoption("--results-json", dest="mesh_results_json", metavar="PATH",
+                    help="write one JSON record per control and node to PATH")
+    group.addoption("--backup-dir", dest="mesh_backup_dir", default="reports/backups", metavar="DIR",
+                    help="where fixers keep the previous version of Consul objects (default reports/backups)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "control(id): a compliance control with its stable id")
+    if config.option.help or config.option.collectonly:
+        return
+
+    try:
+        site = load_site(config.option.mesh_site)
+        settings = resolve_settings(config.option.mesh_consul_addr, config.option.mesh_consul_token_file,
+                                    config.option.mesh_consul_timeout)
+    except (SiteError, ConsulConfigError) as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+    run = results.Run.start(config, site, settings)
+    config.stash[RUN_KEY] = run
+    config.pluginmanager.register(results.Recorder(run), "mesh_compliance.recorder")
+    _install_redaction(config)
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(html_hooks, "mesh_compliance.html")
+
+
+def _install_redaction(config: pytest.Config) -> None:
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    handlers = [getattr(logging_plugin, name, None) for name in
+                ("caplog_handler", "report_handler", "log_cli_handler", "log_file_handler")]
+    for handler in filter(None, handlers):
+        handler.addFilter(RedactingFilter())
+
+
+def _run(config: pytest.Config) -> "results.Run":
+    try:
+        return config.stash[RUN_KEY]
+    except KeyError:
+        raise pytest.UsageError("the compliance plugin was not configured; run pytest without --help") from None
+
+
+# -- fixtures ----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def site(request):
+    """The expected state from the site file."""
+    return _run(request.config).site
+
+
+@pytest.fixture(scope="session")
+def consul(request):
+    """Consul client authenticated with the audit token (checked once)."""
+    run = _run(request.config)
+    client = ConsulClient(run.settings)
+    identity = client.check_own_token()
+    run.note_consul(client, identity)
+    return client
+
+
+@pytest.fixture
+def target(host, request):
+    """The audited node: the testinfra host, seen through --root when given."""
+    return Target(host, request.config.option.mesh_root)
+
+
+@pytest.fixture
+def evidence():
+    """Recorder for what the control expected and observed."""
+    return Evidence()
+
+
+# -- collection and protocol ---------------------------------------------------
+
+def pytest_collection_modifyitems(session, config, items):
+    from remediations import FIXERS
+
+    order = {control_id: position for position, control_id in enumerate(FIXERS)}
+    items.sort(key=lambda item: order.get(getattr(spec_of(item), "id", ""), len(order)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    result = yield
+    spec = spec_of(item)
+    if spec is None or item.config.option.setuponly:
+        return result
+
+    outcome = evaluate_control(item, spec, _run(item.config))
+    item.stash[OUTCOME_KEY] = outcome
+    if outcome.verdict == "ERROR":
+        raise outcome.error
+    return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    outcome = pyfuncitem.stash.get(OUTCOME_KEY, None)
+    if outcome is None:
+        return None
+    if outcome.failure is not None:
+        raise outcome.failure
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    spec = spec_of(item)
+    if spec is None:
+        return report
+
+    outcome = item.stash.get(OUTCOME_KEY, None)
+    if report.when == "setup" and report.failed and outcome is None:
+        # A fixture failed before the control ran (for example the audit
+        # token is unknown): the control could not decide.
+        outcome = Outcome.undecided(call.excinfo.value if call.excinfo else None)
+        item.stash[OUTCOME_KEY] = outcome
+    if outcome is not None and (report.when == "call" or report.failed):
+        results.annotate(report, item, spec, outcome)
+    return report
+
+
+def pytest_report_teststatus(report, config):
+    verdict = results.verdict_of(report)
+    if verdict is None:
+        return None
+    if verdict == "ERROR":
+        return "error", "E", "ERROR"
+    if verdict == "WARN":
+        return "warn", "W", "WARN"
+    if verdict == "FIXED":
+        return "fixed", "+", "FIXED"
+    if verdict == "FIX FAILED":
+        return "failed", "F", "FIX FAILED"
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or not run.records:
+        return
+    code = run.exit_code(int(exitstatus))
+    session.exitstatus = code
+    run.finish(code)
+    logger.debug("compliance exit code %s", code)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or not run.records:
+        return
+    terminalreporter.write_sep("=", "compliance verdicts")
+    for line in run.summary_lines():
+        terminalreporter.write_line(line)
+
+
+def pytest_metadata(metadata, config):
+    """Keep the environment table free of secrets and add what auditors need."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None:
+        metadata.update(run.metadata())
+    results.scrub_metadata(metadata)
+

@@ -1,0 +1,219 @@
+"""Verdict records: report annotations, the JSON results file and the exit code.
+
+Everything a report row needs travels in ``report.user_properties`` as
+strings, so it survives serialization between pytest-xdist workers and lands
+in JUnit XML as properties.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import getpass
+import hashlib
+import json
+import os
+import re
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from mesh_compliance.redact import MASK, redact
+
+SCHEMA = "carbonio-mesh-compliance/results"
+SCHEMA_VERSION = 1
+
+# Exit codes chosen above pytest's own 0-5 so that a cron job can tell them apart.
+EXIT_COMPLIANT = 0
+EXIT_NON_COMPLIANT = 10
+EXIT_UNDECIDED = 11
+
+PREFIX = "mesh_"
+SECRET_NAME = re.compile(r"token|password|secret|passwd|credential|auth", re.IGNORECASE)
+
+
+def suite_version() -> str:
+    try:
+        return importlib_metadata.version("carbonio-mesh-compliance")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class Run:
+    site: object
+    settings: object
+    run_id: str
+    started: str
+    results_path: str | None
+    root: str | None
+    fix: bool
+    records: list[dict] = field(default_factory=list)
+    consul_info: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, config, site, settings) -> "Run":
+        now = dt.datetime.now(dt.timezone.utc)
+        run_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
+        return cls(site, settings, run_id, now.isoformat(timespec="seconds"),
+                   config.option.mesh_results_json, config.option.mesh_root, bool(config.option.mesh_fix))
+
+    def note_consul(self, client, identity: dict) -> None:
+        """Record which token identity and agent the run used (never the secret)."""
+        self.consul_info["token_accessor"] = identity.get("AccessorID", "")
+        self.consul_info["token_description"] = identity.get("Description", "")
+
+    def metadata(self) -> dict:
+        site_digest = ""
+        if self.site.source != "<defaults>":
+            site_digest = hashlib.sha256(Path(self.site.source).read_bytes()).hexdigest()
+        return {
+            "Suite version": suite_version(),
+            "Run id": self.run_id,
+            "Site file": self.site.source,
+            "Site file SHA-256": site_digest,
+            "Consul address": self.settings.address,
+            "Consul token from": self.settings.token_source,
+            "Target root": self.root or "/",
+            "Fix mode": "on" if self.fix else "off (audit only)",
+            "Run by": f"{getpass.getuser()}@{socket.gethostname()}",
+        }
+
+    def add(self, report) -> None:
+        props = properties(report)
+        self.records.append({
+            "control": props["control"],
+            "title": props["title"],
+            "severity": props["severity"],
+            "step": props["step"],
+            "node": props["node"],
+            "test": report.nodeid,
+            "verdict": props["verdict"],
+            "message": props.get("message", ""),
+            "evidence": json.loads(props.get("evidence", "{}")),
+            "fix": json.loads(props["fix"]) if props.get("fix") else None,
+        })
+
+    def counts(self) -> Counter:
+        return Counter(record["verdict"] for record in self.records)
+
+    def exit_code(self, pytest_status: int) -> int:
+        if pytest_status not in (0, 1):
+            return pytest_status
+        counts = self.counts()
+        if counts["ERROR"]:
+            return EXIT_UNDECIDED
+        if counts["FAIL"] or counts["FIX FAILED"]:
+            return EXIT_NON_COMPLIANT
+        return pytest_status
+
+    def summary_lines(self) -> list[str]:
+        counts = self.counts()
+        order = ("PASS", "WARN", "FIXED", "FAIL", "FIX FAILED", "ERROR")
+        lines = [", ".join(f"{counts[v]} {v}" for v in order if counts[v])]
+        for record in self.records:
+            if record["verdict"] not in ("PASS",):
+                first = record["message"].splitlines()[0] if record["message"] else ""
+                lines.append(f"{record['verdict']:<10} {record['control']:<28} {first}")
+        return lines
+
+    def finish(self, exit_code: int) -> None:
+        if not self.results_path:
+            return
+        document = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "started": self.started,
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "suite_version": suite_version(),
+            "site_file": self.site.source,
+            "consul_address": self.settings.address,
+            "fix": self.fix,
+            "exit_code": exit_code,
+            "summary": dict(self.counts()),
+            "results": self.records,
+        }
+        path = Path(self.results_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+        temporary.write_text(redact(json.dumps(document, indent=2)) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+
+
+class Recorder:
+    """Collects one record per finished control on the controlling process."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if verdict_of(report) is not None and (report.when == "call" or report.failed):
+            self.run.add(report)
+
+
+def annotate(report, item, spec, outcome) -> None:
+    """Attach the control's metadata, verdict and evidence to a report."""
+    target = item.funcargs.get("target") if hasattr(item, "funcargs") else None
+    node = target.name if target is not None else "cluster"
+    values = {
+        "control": spec.id,
+        "title": spec.title,
+        "severity": spec.severity,
+        "step": spec.step,
+        "rationale": spec.rationale,
+        "node": node,
+        "verdict": outcome.verdict,
+        "message": redact(outcome.message),
+        "evidence": redact(json.dumps(outcome.evidence, sort_keys=True)),
+        "fix": redact(json.dumps(outcome.fix, sort_keys=True)) if outcome.fix else "",
+    }
+    report.user_properties = [(k, v) for k, v in report.user_properties if not str(k).startswith(PREFIX)]
+    report.user_properties.extend((PREFIX + key, value) for key, value in values.items())
+    report.longrepr = redact_longrepr(report.longrepr)
+
+
+def redact_longrepr(value, depth: int = 0):
+    """Mask secrets everywhere in pytest's failure representation, keeping its type.
+
+    Assertion rewriting and --showlocals print intermediate values, which can
+    include a secret a control compared; pytest's repr objects are dataclasses,
+    so every string field is rewritten in place.
+    """
+    if depth > 12 or value is None:
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        items = [redact_longrepr(item, depth + 1) for item in value]
+        return type(value)(items) if isinstance(value, list) else tuple(items)
+    if dataclasses.is_dataclass(value):
+        for fld in dataclasses.fields(value):
+            current = getattr(value, fld.name)
+            updated = redact_longrepr(current, depth + 1)
+            if updated is not current:
+                object.__setattr__(value, fld.name, updated)
+    return value
+
+
+def properties(report) -> dict:
+    return {str(k)[len(PREFIX):]: v for k, v in report.user_properties if str(k).startswith(PREFIX)}
+
+
+def verdict_of(report) -> str | None:
+    return properties(report).get("verdict")
+
+
+def scrub_metadata(metadata: dict) -> None:
+    """Mask environment-table values whose names or contents carry secrets."""
+    for key in list(metadata):
+        value = metadata[key]
+        if isinstance(value, dict):
+            scrub_metadata(value)
+        elif SECRET_NAME.search(str(key)) and key != "Consul token from":
+            metadata[key] = MASK
+        elif isinstance(value, str):
+            metadata[key] = redact(value)
+

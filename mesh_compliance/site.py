@@ -1,0 +1,234 @@
+"""Site model: the expected end state, read from a TOML site file.
+
+Every value has the documented default from the Carbonio admin guide, so an
+empty site file describes the documented setup. Secrets never appear in the
+file itself: a secret field holds ``{ env = "NAME" }`` or ``{ file = "PATH" }``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SiteError(ValueError):
+    """The site file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: an environment variable or a file."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def describe(self) -> str:
+        if self.env:
+            return f"environment variable {self.env}"
+        return f"file {self.file}"
+
+    def read(self) -> str:
+        """Return the secret with surrounding whitespace removed.
+
+        Raises SiteError when the variable is unset or the file is unreadable,
+        without ever including the secret in the message.
+        """
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise SiteError(f"environment variable {self.env} is not set; export it or change the site file")
+            return value.strip()
+
+        try:
+            return Path(self.file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SiteError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+
+
+@dataclass(frozen=True)
+class Gateway:
+    service: str = "carbonio-gateway"
+    user: str = "carbonio-gateway"
+    group: str = "carbonio-gateway"
+    config_dir: str = "/etc/carbonio/gateway/service-discover"
+    token_file: str = "/etc/carbonio/gateway/service-discover/token"
+    unit: str = "carbonio-gateway.service"
+    unit_path: str = "/lib/systemd/system/carbonio-gateway.service"
+    consul_binary: str = "/usr/bin/consul"
+
+
+@dataclass(frozen=True)
+class Acl:
+    policy: str = "carbonio-gateway-policy"
+    policy_description: str = "Policy for carbonio-gateway"
+    token_description: str = "Token for carbonio-gateway"
+    kv_prefix: str = "carbonio-gateway/"
+
+
+@dataclass(frozen=True)
+class ExternalService:
+    name: str = "carbonio-files-db"
+    id: str = "carbonio-gateway"
+    node: str = "external-files-db-node"
+    address: str = "external-database.example.com"
+    port: int = 5432
+
+
+@dataclass(frozen=True)
+class GatewayEntry:
+    ca_file: str = ""
+    sni: str = ""
+
+
+@dataclass(frozen=True)
+class KvValues:
+    """Values the KV fixer writes. Absent values are never invented."""
+
+    db_name: str = ""
+    db_username: str = ""
+    db_password: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class Kv:
+    layout: str = "flat"
+    prefix: str = "carbonio-files"
+    values: KvValues = field(default_factory=KvValues)
+
+    def key(self, name: str) -> str:
+        """Return the full KV key of ``name`` (db-name, db-username or db-password)."""
+        if self.layout == "nested":
+            return f"{self.prefix}/database/credentials/{name}"
+        return f"{self.prefix}/{name}"
+
+
+@dataclass(frozen=True)
+class DatabaseAdmin:
+    user: str = "postgres"
+    password: SecretRef | None = None
+    database: str = "postgres"
+
+
+@dataclass(frozen=True)
+class Database:
+    host: str = ""
+    port: int = 0
+    # Carbonio Files connects with sslmode=disable, so the probe does the same
+    # by default: a server that insists on TLS would reject Files as well.
+    sslmode: str = "disable"
+    connect_timeout: int = 5
+    admin: DatabaseAdmin | None = None
+
+
+@dataclass(frozen=True)
+class Packages:
+    absent: tuple[str, ...] = ("carbonio-files-db",)
+    manager: str = "auto"
+
+
+@dataclass(frozen=True)
+class Site:
+    gateway: Gateway = field(default_factory=Gateway)
+    acl: Acl = field(default_factory=Acl)
+    external_service: ExternalService = field(default_factory=ExternalService)
+    gateway_entry: GatewayEntry = field(default_factory=GatewayEntry)
+    kv: Kv = field(default_factory=Kv)
+    database: Database = field(default_factory=Database)
+    packages: Packages = field(default_factory=Packages)
+    source: str = "<defaults>"
+
+    @property
+    def db_host(self) -> str:
+        return self.database.host or self.external_service.address
+
+    @property
+    def db_port(self) -> int:
+        return self.database.port or self.external_service.port
+
+
+CHOICES = {
+    "kv.layout": ("flat", "nested"),
+    "database.sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "packages.manager": ("auto", "dpkg", "rpm"),
+}
+
+
+def load_site(path: str | os.PathLike | None) -> Site:
+    """Read and validate a site file; ``None`` gives the documented defaults."""
+    if path is None:
+        return Site()
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise SiteError(f"site file {path} not found; pass an existing file with --site") from exc
+    except OSError as exc:
+        raise SiteError(f"cannot read site file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SiteError(f"site file {path} is not valid TOML: {exc}") from exc
+
+    site = _build(Site, data, prefix="")
+    return dataclasses.replace(site, source=str(path))
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise SiteError(f"{prefix.rstrip('.') or 'site file'} must be a table")
+
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        allowed = ", ".join(sorted(fields))
+        raise SiteError(f"unknown key {prefix}{unknown[0]}; allowed keys here: {allowed}")
+
+    values = {}
+    for name, value in data.items():
+        values[name] = _convert(fields[name], value, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _convert(fld: dataclasses.Field, value: Any, key: str) -> Any:
+    kind = fld.type
+    if kind in ("SecretRef | None",):
+        return _secret(value, key)
+    if dataclasses.is_dataclass(_resolve(kind)):
+        return _build(_resolve(kind), value, prefix=f"{key}.")
+    if kind == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise SiteError(f"{key} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SiteError(f"{key} must be an integer, got {value!r}")
+        if value < 0 or (key.endswith("port") and value > 65535):
+            raise SiteError(f"{key} is out of range: {value}")
+        return value
+    if not isinstance(value, str):
+        raise SiteError(f"{key} must be a string, got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise SiteError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    return value
+
+
+def _resolve(kind: str) -> Any:
+    name = kind.removesuffix(" | None")
+    return globals().get(name)
+
+
+def _secret(value: Any, key: str) -> SecretRef:
+    if isinstance(value, str):
+        raise SiteError(
+            f"{key} must not hold the secret itself; write {key} = {{ env = \"VAR\" }} "
+            f"or {key} = {{ file = \"/path\" }}"
+        )
+    if not isinstance(value, dict) or set(value) not in ({"env"}, {"file"}):
+        raise SiteError(f"{key} must be a table with exactly one of the keys env or file")
+    (source, ref), = value.items()
+    if not isinstance(ref, str) or not ref:
+        raise SiteError(f"{key}.{source} must be a non-empty string")
+    return SecretRef(**{source: ref})

@@ -1,0 +1,166 @@
+"""Access to the audited node: a testinfra host plus an optional root directory.
+
+With ``--root DIR`` the node's filesystem is mounted at DIR (an image, a
+chroot, the lab). Paths are then resolved below DIR, users and groups are
+looked up in DIR's own passwd and group files, and the real tools are pointed
+at DIR through their own root options (``systemctl --root``,
+``dpkg-query --admindir``, ``rpm --root``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from dataclasses import dataclass
+
+from mesh_compliance.errors import TargetError
+from mesh_compliance.log import logger
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True)
+class FileState:
+    path: str
+    exists: bool
+    is_file: bool = False
+    is_dir: bool = False
+    owner: str = ""
+    group: str = ""
+    uid: int = -1
+    gid: int = -1
+    mode: int = 0
+    size: int = 0
+
+    def describe(self) -> str:
+        if not self.exists:
+            return f"{self.path}: absent"
+        return f"{self.path}: {self.owner}:{self.group} {self.mode:04o} {self.size} bytes"
+
+
+class Target:
+    """One audited node."""
+
+    def __init__(self, host, root: str | None = None):
+        self.host = host
+        self.root = root.rstrip("/") if root else None
+
+    @property
+    def name(self) -> str:
+        backend = self.host.backend
+        label = backend.get_pytest_id() if hasattr(backend, "get_pytest_id") else "local"
+        return f"{label} root={self.root}" if self.root else label
+
+    def path(self, node_path: str) -> str:
+        """Return where ``node_path`` of the node lives for the runner's tools."""
+        if not self.root:
+            return node_path
+        return posixpath.join(self.root, node_path.lstrip("/"))
+
+    # -- commands --------------------------------------------------------
+
+    def run(self, *argv: str):
+        """Run a command on the node; the result keeps rc, stdout and stderr."""
+        command = shlex.join(argv)
+        result = self.host.run(command)
+        logger.debug("target %s: %s -> rc=%s", self.name, command, result.rc)
+        return result
+
+    def exists_command(self, name: str) -> bool:
+        return self.host.exists(name)
+
+    # -- files -----------------------------------------------------------
+
+    def file_state(self, node_path: str) -> FileState:
+        path = self.path(node_path)
+        result = self.run("stat", "-L", "-c", "%F|%u|%g|%a|%s", path)
+        if result.rc != 0:
+            if "No such file" in result.stderr:
+                return FileState(node_path, exists=False)
+            raise TargetError(f"cannot stat {path} on {self.name}: {result.stderr.strip()}")
+
+        kind, uid, gid, mode, size = result.stdout.strip().split("|")
+        uid, gid = int(uid), int(gid)
+        return FileState(
+            node_path, True,
+            is_file=kind.startswith("regular"), is_dir=kind == "directory",
+            owner=self.user_name(uid), group=self.group_name(gid),
+            uid=uid, gid=gid, mode=int(mode, 8), size=int(size),
+        )
+
+    def read_text(self, node_path: str) -> str | None:
+        """Return a file's content, or None when it does not exist."""
+        path = self.path(node_path)
+        result = self.run("cat", "--", path)
+        if result.rc == 0:
+            return result.stdout
+        if "No such file" in result.stderr:
+            return None
+        raise TargetError(f"cannot read {path} on {self.name}: {result.stderr.strip()}")
+
+    # -- accounts --------------------------------------------------------
+
+    def account(self, name: str) -> Account | None:
+        for fields in self._database("passwd"):
+            if fields[0] == name and len(fields) >= 7:
+                return Account(fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6])
+        return None
+
+    def group_id(self, name: str) -> int | None:
+        for fields in self._database("group"):
+            if fields[0] == name and len(fields) >= 3:
+                return int(fields[2])
+        return None
+
+    def user_name(self, uid: int) -> str:
+        for fields in self._database("passwd"):
+            if len(fields) >= 3 and fields[2] == str(uid):
+                return fields[0]
+        return str(uid)
+
+    def group_name(self, gid: int) -> str:
+        for fields in self._database("group"):
+            if len(fields) >= 3 and fields[2] == str(gid):
+                return fields[0]
+        return str(gid)
+
+    def _database(self, name: str) -> list[list[str]]:
+        if self.root:
+            text = self.read_text(f"/etc/{name}") or ""
+        else:
+            result = self.run("getent", name)
+            if result.rc not in (0, 2):
+                raise TargetError(f"getent {name} failed on {self.name}: {result.stderr.strip()}")
+            text = result.stdout
+        return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+    # -- systemd ---------------------------------------------------------
+
+    def systemctl(self, *args: str):
+        root = (f"--root={self.root}",) if self.root else ()
+        return self.run("systemctl", *root, *args)
+
+    def unit_enabled_state(self, unit: str) -> str:
+        """Return what ``systemctl is-enabled`` prints (enabled, disabled, ...)."""
+        result = self.systemctl("is-enabled", unit)
+        state = result.stdout.strip()
+        if state:
+            return state
+        if "No such file" in result.stderr or "not found" in result.stderr:
+            return "not-found"
+        raise TargetError(f"systemctl is-enabled {unit} gave no state on {self.name}: {result.stderr.strip()}")
+
+    # -- packages --------------------------------------------------------
+
+    def dpkg_admindir(self) -> str:
+        return self.path("/var/lib/dpkg")
+
+    def rpm_root_args(self) -> tuple[str, ...]:
+        return (f"--root={self.root}",) if self.root else ()

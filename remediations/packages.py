@@ -1,0 +1,29 @@
+"""Fixer for packages that must be absent."""
+
+from mesh_compliance.errors import FixError
+from mesh_compliance.fixing import FixContext
+from mesh_compliance.packages import detect_manager, package_state
+
+
+def fix_absent(ctx: FixContext) -> None:
+    """Purge each package that must be absent; only with --allow remove-package."""
+    ctx.require_opt_in("remove-package")
+    target = ctx.require_target()
+    manager = detect_manager(target, ctx.site.packages.manager)
+
+    for name in ctx.site.packages.absent:
+        state = package_state(target, name, manager)
+        if not (state.present or state.config_files_only):
+            continue
+        argv = _purge_command(target, manager, name)
+        result = target.run(*argv)
+        if result.rc != 0:
+            raise FixError(f"{' '.join(argv)} failed on {target.name}: {(result.stderr or result.stdout).strip()}")
+        ctx.changed(f"package {name}", "purged", f"was {state.status}")
+
+
+def _purge_command(target, manager: str, name: str) -> tuple[str, ...]:
+    if manager == "rpm":
+        return ("rpm", *target.rpm_root_args(), "-e", name)
+    root = (f"--root={target.root}",) if target.root else ()
+    return ("dpkg", *root, "--purge", name)
