@@ -20,8 +20,7 @@ import psycopg
 import pytest
 import requests
 
-from mesh_compliance.lab import Lab
-from mesh_compliance.lab import processes
+from mesh_compliance.lab import Lab, LabError, processes, seed
 from mesh_compliance.lab.postgres import PostgresServer
 from mesh_compliance.lab.secretfiles import generate_secret, make_private_dir, write_secret_file
 from mesh_compliance.lab.state import LabPaths, write_state
@@ -192,6 +191,28 @@ def test_api_up_down_leaves_nothing(workspace):
     assert not started.dir.exists()
     for pid in pids:
         assert not processes.is_alive(pid)
+
+
+def test_api_failed_up_stops_processes(workspace, monkeypatch):
+    directory = workspace / "failing-lab"
+
+    def fail_seed(admin, site):
+        raise LabError("seeding failed on purpose")
+
+    monkeypatch.setattr(seed, "seed_consul", fail_seed)
+    with pytest.raises(LabError) as failure:
+        Lab.up(directory)
+
+    assert "seeding failed on purpose" in str(failure.value)
+    assert f"mesh-lab down --dir {directory}" in str(failure.value)
+    record = json.loads((directory / "lab.json").read_text())
+    assert record["state"] == "failed"
+    for pid in lab_pids(directory):
+        assert not processes.is_alive(pid)
+
+    Lab.open(directory).down()
+
+    assert not directory.exists()
 
 
 def test_api_attributes(lab):

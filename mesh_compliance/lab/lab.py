@@ -107,10 +107,14 @@ class Lab:
 
         try:
             lab._start(consul_version)
+        except LabError as exc:
+            lab._mark_failed()
+            raise LabError(
+                f"{exc} (the lab is stopped; its logs are in {paths.logs}; "
+                f"remove it with mesh-lab down --dir {paths.dir})"
+            ) from exc
         except BaseException:
-            lab.record["state"] = state.FAILED
-            lab._save()
-            lab._stop_processes()
+            lab._mark_failed()
             raise
         return lab
 
@@ -245,6 +249,11 @@ class Lab:
         pid = self._consul_pid()
         if processes.terminate(pid, consul.DOUBLE_MODULE):
             logger.info("stopped the Consul double (pid %d)", pid)
+
+    def _mark_failed(self) -> None:
+        self.record["state"] = state.FAILED
+        self._save()
+        self._stop_processes()
 
     def _save(self) -> None:
         state.write_state(self.paths, self.record)
