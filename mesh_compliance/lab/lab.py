@@ -138,7 +138,7 @@ class Lab:
         postgres = self.record.get("postgres", {})
         consul_record = self.record.get("consul", {})
         pg_running = self.pg.is_running() if postgres else False
-        consul_running = processes.is_alive(self._consul_pid(), consul.DOUBLE_MODULE)
+        consul_running = processes.is_alive(self._consul_pid(), self._consul_command_marker())
         consul_listening = consul_running and _accepts_tcp(self.consul_url)
 
         return {
@@ -239,6 +239,10 @@ class Lab:
         except (OSError, ValueError):
             return None
 
+    def _consul_command_marker(self) -> str:
+        # The ready file path is unique to this lab and is on the double's command line.
+        return str(self.paths.consul_ready)
+
     def _stop_processes(self) -> None:
         if (self.paths.postgres / "data" / "PG_VERSION").is_file():
             try:
@@ -247,7 +251,7 @@ class Lab:
                 logger.error("stopping PostgreSQL in %s failed: %s", self.paths.postgres, exc)
 
         pid = self._consul_pid()
-        if processes.terminate(pid, consul.DOUBLE_MODULE):
+        if processes.terminate(pid, self._consul_command_marker()):
             logger.info("stopped the Consul double (pid %d)", pid)
 
     def _mark_failed(self) -> None:
