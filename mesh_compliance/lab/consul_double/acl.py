@@ -35,7 +35,7 @@ ALL_RESOURCES = SEGMENTED_RESOURCES + SINGLE_RESOURCES + (INTENTION,)
 
 
 class RulesError(ValueError):
-    """Rules text that does not parse or holds an invalid level. The message is complete."""
+    """Rules text that does not parse or contains an invalid level. The message is Consul's full error text."""
 
 
 @dataclass
@@ -92,9 +92,8 @@ def _add_keyword(rules: RuleSet, keyword: str, body: Any) -> None:
         return
     resource, is_prefix = _split_keyword(keyword)
     if resource is None:
-        # NOTE: unknown top-level keywords (for example a misspelled
-        # "service_prefixx") are ignored here, like HCL v1 struct decoding
-        # ignores unknown keys; whether real Consul rejects them is unconfirmed.
+        # NOTE: an unknown keyword such as "service_prefixx" is ignored, as HCL v1
+        # struct decoding ignores unknown keys. Whether Consul rejects it is unconfirmed.
         return
     for name, rule in _iterate_named_rules(keyword, body):
         _add_rule(rules, resource, is_prefix, name, rule)

@@ -131,8 +131,8 @@ _TOLERATED_KEYS = {"kind", "createindex", "modifyindex", "hash"}
 
 def check_kind(kind: str) -> None:
     if kind not in SCHEMAS:
-        # NOTE: real Consul also knows ingress-gateway, mesh, exported-services and
-        # other kinds; the double rejects them as it does unknown kinds.
+        # NOTE: real Consul also supports ingress-gateway, mesh, exported-services and
+        # other kinds, but the double rejects them like unknown kinds.
         raise ApiError(400, f"invalid config entry kind: {kind}")
 
 

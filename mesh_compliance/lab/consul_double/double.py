@@ -75,8 +75,9 @@ class ConsulDouble:
         if self._server is not None:
             raise RuntimeError(f"the Consul double is already serving at {self.url}")
         self._server = ConsulHTTPServer((host, port), self.store, self.faults)
+        # A short poll interval keeps stop() fast; shutdown() waits for one poll.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="consul-double", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="consul-double", daemon=True
         )
         self._thread.start()
         bound_host, bound_port = self._server.server_address[:2]

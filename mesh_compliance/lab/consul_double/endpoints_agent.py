@@ -12,6 +12,7 @@ from .errors import ApiError
 from .filters import apply_filter
 from .request import Request, Response
 from .routing import Router
+from .state import Store
 
 # NOTE: Check and Checks are accepted as free-form objects; Consul checks their
 # fields strictly and also accepts snake_case spellings of service fields.
@@ -92,7 +93,7 @@ def register_service(request: Request) -> Any:
     return Response(raw=b"", content_type="text/plain")
 
 
-def _drop_service_checks(store: Any, node_name: str, service_id: str) -> None:
+def _drop_service_checks(store: Store, node_name: str, service_id: str) -> None:
     for key, check in list(store.checks.items()):
         if key[0] == node_name and check.get("ServiceID") == service_id:
             del store.checks[key]

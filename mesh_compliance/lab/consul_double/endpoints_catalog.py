@@ -26,7 +26,7 @@ def register(request: Request) -> Any:
     if not fields.get("Address") and not skip_node_update:
         raise rpc_error("Must provide address if SkipNodeUpdate is not set")
     if fields.get("ID") and not is_uuid(fields["ID"]):
-        raise rpc_error(f"Bad node ID: uuid string is wrong length")
+        raise rpc_error("Bad node ID: uuid string is wrong length")
     service = _normalise_service(fields.get("Service"))
     checks = _normalise_checks(fields, node_name)
     node = {
@@ -187,7 +187,7 @@ def node_detail(request: Request, node_name: str) -> Any:
 def node_services(request: Request, node_name: str) -> Any:
     node = request.store.nodes.get(node_name)
     if node is None or not request.is_allowed("node", node_name, "read"):
-        # NOTE: Consul's answer for a missing node on this endpoint is unconfirmed; null is assumed.
+        # NOTE: Consul's response for a missing node on this endpoint is unconfirmed, so null is assumed.
         return None
     services = _readable_node_services(request, node_name)
     return {"Node": catalog.node_view(node), "Services": apply_filter(services, request.param("filter"))}

@@ -79,7 +79,7 @@ def _all_intentions(request: Request) -> list[dict[str, Any]]:
 def check(request: Request) -> Any:
     source = _required(request, "source")
     destination = _required(request, "destination")
-    # Consul asks only service:read here because the answer reveals nothing but allow or deny.
+    # Consul requires only service:read here because the result reveals nothing but allow or deny.
     request.require("service", destination, "read")
     matches = [
         view

@@ -13,7 +13,7 @@ INJECTED_FAULT_MESSAGE = "injected fault"
 
 @dataclass
 class FaultRule:
-    """Answer the next `remaining` requests whose path starts with path_prefix with a fault."""
+    """Fault for the next `remaining` requests whose path starts with path_prefix."""
 
     path_prefix: str
     method: str | None

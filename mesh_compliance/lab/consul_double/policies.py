@@ -115,12 +115,14 @@ def update_policy(store: Store, policy_id: str, fields: dict[str, Any]) -> dict[
     _validate_name(name)
     if not is_uuid(policy_id):
         raise rpc_error("Policy ID invalid UUID")
+
     existing = store.policies.get(policy_id)
     if existing is None:
         raise rpc_error(f"cannot find policy {policy_id}")
     other = store.find_policy_by_name(name)
     if other is not None and other["ID"] != policy_id:
         raise rpc_error(f'Invalid Policy: A policy with name "{name}" already exists')
+
     rules = fields.get("Rules", "")
     datacenters = fields.get("Datacenters") or None
     if policy_id == GLOBAL_MANAGEMENT_POLICY_ID:
@@ -130,6 +132,7 @@ def update_policy(store: Store, policy_id: str, fields: dict[str, Any]) -> dict[
         if datacenters:
             raise rpc_error("Changing the Datacenters of the builtin global-management policy is not permitted")
     _validate_rules(rules)
+
     existing.update(
         {
             "Name": name,

@@ -99,11 +99,6 @@ class Request:
         if not self.is_allowed(resource, name, access):
             raise self.permission_denied(resource, name, access)
 
-    def require_any(self, checks: list[tuple[str, str, str]]) -> None:
-        """Raise 403 for the first check unless at least one check is granted."""
-        if not any(self.is_allowed(*check) for check in checks):
-            raise self.permission_denied(*checks[0])
-
     def permission_denied(self, resource: str, name: str, access: str) -> ApiError:
         if not self.settings.version.at_least(1, 11):
             return ApiError(403, PERMISSION_DENIED)
@@ -115,10 +110,10 @@ class Request:
 
     def filter_allowed(self, items: list[Any], allowed: Any) -> list[Any]:
         """Keep the items for which allowed(item) is true and record whether any were hidden."""
-        kept = [item for item in items if allowed(item)]
-        if len(kept) < len(items):
+        visible = [item for item in items if allowed(item)]
+        if len(visible) < len(items):
             self.results_filtered = True
-        return kept
+        return visible
 
     def decode_body(self, spec: Any, prefix: str) -> Any:
         """Decode the JSON body strictly, raising 400 "<prefix>: <reason>" on failure."""

@@ -30,8 +30,8 @@ from .state import Store
 
 LOGGER = logging.getLogger("mesh_compliance.lab.consul_double")
 
-# NOTE: the release that started answering unknown /v1/ paths with a message
-# instead of an empty 404 is unconfirmed; 1.15 is assumed.
+# NOTE: the release that started returning a message instead of an empty 404
+# for unknown /v1/ paths is unconfirmed, so 1.15 is assumed.
 UNKNOWN_PATH_MESSAGE_SINCE = (1, 15)
 UNKNOWN_PATH_MESSAGE = "Invalid URL path: not a recognized HTTP API endpoint"
 # X-Consul-Results-Filtered-By-ACLs appeared in Consul 1.11.
@@ -140,6 +140,8 @@ class ConsulRequestHandler(BaseHTTPRequestHandler):
                 if resolved is None:
                     return _unknown_path(request)
                 handler, params = resolved
+                if not control and _needs_token_check(request):
+                    request.token()  # an unknown or expired secret is 403 "ACL not found"
                 result = handler(request, **params)
         except MethodNotAllowed as exc:
             if request.method == "OPTIONS":
@@ -167,6 +169,18 @@ class ConsulRequestHandler(BaseHTTPRequestHandler):
         # Only the path is logged: the query string may carry ?token=.
         elapsed_ms = (time.monotonic() - started) * 1000
         LOGGER.info("%s %s -> %s (%.1f ms)", self.command, path, outcome, elapsed_ms)
+
+
+def _needs_token_check(request: Request) -> bool:
+    """Return whether the request token must resolve before the handler runs.
+
+    Consul resolves the token on every endpoint that reaches a server RPC, so an
+    unknown secret fails even where no item would be checked. Token self maps the
+    failure to its own status, and the status endpoints do not use tokens.
+    """
+    if not request.settings.acl_enabled:
+        return False
+    return request.path != "/v1/acl/token/self" and not request.path.startswith("/v1/status/")
 
 
 def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
