@@ -103,6 +103,8 @@ class Evidence:
 def _text(value: Any) -> str:
     if isinstance(value, str):
         text = value
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        text = ", ".join(value) if value else "none"
     else:
         try:
             text = json.dumps(value, sort_keys=True, default=str)

@@ -86,9 +86,8 @@ class FixContext:
         local = target.path(node_path)
         if not os.path.lexists(local):
             return None
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        backup = f"{local}.{stamp}.bak"
         _require_local(target)
+        backup = _free_name(local, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
         shutil.copy2(local, backup)
         stat = os.stat(local)
         os.chown(backup, stat.st_uid, stat.st_gid)
@@ -136,6 +135,15 @@ def _ids(target: Target, owner: str, group: str) -> tuple[int, int]:
     if gid is None:
         raise FixError(f"group {group} does not exist on {target.name}; create the group first")
     return account.uid, gid
+
+
+def _free_name(path: str, stamp: str) -> str:
+    """Return ``path.STAMP.bak``, or with a counter when that backup already exists."""
+    candidate, counter = f"{path}.{stamp}.bak", 1
+    while os.path.lexists(candidate):
+        candidate = f"{path}.{stamp}-{counter}.bak"
+        counter += 1
+    return candidate
 
 
 def _fsync_directory(directory: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from mesh_compliance import results
 from mesh_compliance.consul import ConsulClient, ConsulConfigError, resolve_settings
-from mesh_compliance.controls import Evidence, spec_of
+from mesh_compliance.controls import CONTROLS, Evidence, spec_of
 from mesh_compliance.evaluate import Outcome, evaluate_control
 from mesh_compliance.fixing import OPT_IN_KINDS
 from mesh_compliance.log import logger
@@ -40,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="file holding the Consul token; default: CONSUL_HTTP_TOKEN_FILE, else CONSUL_HTTP_TOKEN")
     group.addoption("--consul-timeout", dest="mesh_consul_timeout", type=float, default=10.0, metavar="SECONDS",
                     help="timeout of each Consul HTTP request in seconds (default 10)")
+    group.addoption("--control", dest="mesh_controls", action="append", default=[], metavar="ID",
+                    help="run only this control (repeatable); default: every control")
     group.addoption("--fix", dest="mesh_fix", action="store_true",
                     help="run the fixer of every failing control, then the control again")
     group.addoption("--allow", dest="mesh_allow", action="append", default=[], metavar="KIND",
@@ -123,6 +125,18 @@ def pytest_collection_modifyitems(session, config, items):
 
     order = {control_id: position for position, control_id in enumerate(FIXERS)}
     items.sort(key=lambda item: order.get(getattr(spec_of(item), "id", ""), len(order)))
+
+    wanted = set(config.option.mesh_controls)
+    if not wanted:
+        return
+    unknown = wanted - set(CONTROLS)
+    if unknown:
+        raise pytest.UsageError(f"unknown control id {sorted(unknown)[0]}; known ids: {', '.join(CONTROLS)}")
+    selected = [item for item in items if getattr(spec_of(item), "id", None) in wanted]
+    deselected = [item for item in items if item not in selected]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    items[:] = selected
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,9 +12,9 @@ import threading
 
 MASK = "<redacted>"
 
-# Secrets shorter than this are not masked: masking "a" or "1" would destroy
-# every report while protecting nothing worth protecting.
-MIN_SECRET_LENGTH = 4
+# Values shorter than this are not masked: masking "a", "1" or "null" would
+# destroy every report while protecting nothing worth protecting.
+MIN_SECRET_LENGTH = 6
 
 _lock = threading.Lock()
 _secrets: set[str] = set()

@@ -162,5 +162,11 @@ class Target:
     def dpkg_admindir(self) -> str:
         return self.path("/var/lib/dpkg")
 
+    def dpkg_root_args(self) -> tuple[str, ...]:
+        """Return dpkg's root options; dpkg logs to the host's log unless told otherwise."""
+        if not self.root:
+            return ()
+        return (f"--root={self.root}", f"--admindir={self.dpkg_admindir()}", f"--log={self.path('/var/log/dpkg.log')}")
+
     def rpm_root_args(self) -> tuple[str, ...]:
         return (f"--root={self.root}",) if self.root else ()

@@ -25,5 +25,4 @@ def fix_absent(ctx: FixContext) -> None:
 def _purge_command(target, manager: str, name: str) -> tuple[str, ...]:
     if manager == "rpm":
         return ("rpm", *target.rpm_root_args(), "-e", name)
-    root = (f"--root={target.root}",) if target.root else ()
-    return ("dpkg", *root, "--purge", name)
+    return ("dpkg", *target.dpkg_root_args(), "--purge", name)

@@ -1,0 +1,105 @@
+"""The whole flow on a freshly seeded lab: audit, repair, audit again, reports."""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import needs_root
+from tests.suite import run_suite
+
+pytestmark = [needs_root, pytest.mark.lab]
+
+SEEDED_FAILURES = {
+    "acl-policy": 'service "carbonio-files-db" write',
+    "acl-token": "holds no token",
+    "catalog-external-service": "external-probe",
+    "gateway-config-entry": "does not exist",
+    "gateway-unit": "token-file",
+    "kv-db-credentials": "carbonio-files/db-password",
+    "db-login": "KV lacks db-password",
+    "files-db-package-absent": "install ok installed",
+}
+
+
+class RowCounter(HTMLParser):
+    """Reads the JSON blob pytest-html embeds and counts its result rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.blob = ""
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "div" and attributes.get("id") == "data-container":
+            self.blob = attributes.get("data-jsonblob", "")
+
+
+@pytest.fixture(scope="module")
+def flow(drifted_lab, tmp_path_factory):
+    work = tmp_path_factory.mktemp("flow")
+    html = work / "audit.html"
+    first = run_suite(drifted_lab, work, f"--html={html}", "--self-contained-html")
+    fixed = run_suite(drifted_lab, work, "--fix", "--allow", "remove-package", f"--html={work / 'fix.html'}", "--self-contained-html")
+    again = run_suite(drifted_lab, work, f"--html={work / 'final.html'}", "--self-contained-html")
+    second_fix = run_suite(drifted_lab, work, "--fix", "--allow", "remove-package")
+    return {"first": first, "fixed": fixed, "again": again, "second_fix": second_fix, "work": work, "lab": drifted_lab}
+
+
+@pytest.mark.parametrize("control_id", sorted(SEEDED_FAILURES))
+def test_seeded_lab_fails_each_control(flow, control_id):
+    run = flow["first"]
+    assert run.verdict(control_id) == "FAIL"
+    assert SEEDED_FAILURES[control_id] in run.message(control_id)
+
+
+def test_seeded_audit_exits_non_compliant(flow):
+    assert flow["first"].code == 10
+
+
+def test_fix_repairs_every_control(flow):
+    run = flow["fixed"]
+    assert run.verdicts == {control_id: "FIXED" for control_id in SEEDED_FAILURES}, run.output[-3000:]
+    assert run.code == 0
+
+
+def test_audit_after_fix_is_compliant(flow):
+    run = flow["again"]
+    assert set(run.verdicts.values()) <= {"PASS", "WARN"}
+    assert run.code == 0
+
+
+def test_second_fix_changes_nothing(flow):
+    run = flow["second_fix"]
+    assert all(record["fix"] is None for record in run.document["results"])
+    assert set(run.verdicts.values()) <= {"PASS", "WARN"}
+
+
+def test_html_report_has_one_row_per_control(flow):
+    parser = RowCounter()
+    parser.feed((flow["work"] / "audit.html").read_text())
+    assert parser.blob, "pytest-html embedded no data"
+    rows = re.findall(r"col-control&#34;&gt;|col-control\\\"|col-control", parser.blob)
+    assert len(set(re.findall(r"checks/test_\w+\.py::test_\w+", parser.blob))) == len(SEEDED_FAILURES)
+    assert rows
+
+
+def test_html_report_shows_verdicts_and_evidence(flow):
+    text = (flow["work"] / "fix.html").read_text()
+    for word in ("FIXED", "acl-policy", "Expected", "Observed", "Fix change"):
+        assert word in text
+
+
+def test_reports_carry_no_secret(flow):
+    lab = flow["lab"]
+    secrets = [Path(lab.management_token_file).read_text().strip()]
+    secrets += [path.read_text().strip() for path in (Path(lab.dir) / "secrets").iterdir()]
+    secrets.append((Path(lab.root) / "etc/carbonio/gateway/service-discover/token").read_text().strip())
+    for artifact in flow["work"].glob("*.html"):
+        text = artifact.read_text()
+        for secret in secrets:
+            assert secret not in text, f"a secret appears in {artifact.name}"
+    for run in ("first", "fixed", "again"):
+        for secret in secrets:
+            assert secret not in flow[run].output
