@@ -1,7 +1,7 @@
 """Consul HTTP API client built on requests.
 
-It works unchanged against a real Consul agent (1.10 to 1.21) and against the
-lab's double. The address, TLS settings and token follow the consul CLI:
+It is written to the HTTP API of Consul 1.10 to 1.21 and knows nothing of
+the lab's double, which it is tested against. The address, TLS settings and token follow the consul CLI:
 ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_SSL``, ``CONSUL_HTTP_SSL_VERIFY``,
 ``CONSUL_CACERT``, ``CONSUL_CLIENT_CERT``/``CONSUL_CLIENT_KEY`` and the token
 order ``-token-file``, ``CONSUL_HTTP_TOKEN_FILE``, ``CONSUL_HTTP_TOKEN``.
@@ -42,7 +42,7 @@ class ConsulConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ConsulSettings:
-    """Where and how to reach Consul; the token itself is kept out of repr."""
+    """Consul address, TLS options and token; repr leaves the token out."""
 
     address: str
     token: str | None
@@ -140,7 +140,7 @@ def _env_bool(env: dict[str, str], name: str) -> bool:
 
 @dataclass
 class Response:
-    """A decoded Consul answer with the raw text kept as evidence."""
+    """A decoded Consul response with the raw text kept as evidence."""
 
     status: int
     body: Any
@@ -185,7 +185,7 @@ class ConsulClient:
                 headers=headers, timeout=self.settings.timeout,
             )
         except requests.Timeout as exc:
-            raise ConsulUnreachable(f"Consul at {self.settings.address} did not answer {method} {path} within {self.settings.timeout:g}s") from exc
+            raise ConsulUnreachable(f"Consul at {self.settings.address} did not respond to {method} {path} within {self.settings.timeout:g}s") from exc
         except requests.ConnectionError as exc:
             raise ConsulUnreachable(f"cannot connect to Consul at {self.settings.address} ({method} {path}): {_reason(exc)}") from exc
 
@@ -212,8 +212,8 @@ class ConsulClient:
             # up to 1.14) or "token unknown"; see read_optional.
             raise _AclNotFound(text.strip())
         if status == 401 and "ACL support disabled" in text:
-            raise ConsulUnexpected(f"ACLs are disabled on this Consul agent ({where} answered 401 ACL support disabled)")
-        raise ConsulUnexpected(f"Consul answered {status} to {where}: {text.strip()[:500]}")
+            raise ConsulUnexpected(f"ACLs are disabled on this Consul agent ({where} returned 401 ACL support disabled)")
+        raise ConsulUnexpected(f"Consul returned {status} for {where}: {text.strip()[:500]}")
 
     def get(self, path: str, **params) -> Response:
         return self.request("GET", path, params=params or None)
@@ -221,7 +221,7 @@ class ConsulClient:
     def read_optional(self, path: str, **params) -> Response:
         """GET an object whose absence Consul reports as 404 or 403 ACL not found.
 
-        Consul up to 1.14 answers 403 ``ACL not found`` for a missing policy or
+        Consul up to 1.14 returns 403 ``ACL not found`` for a missing policy or
         token, newer versions 404. The same 403 also means "your token is
         unknown", so that case is told apart with /v1/acl/token/self.
         """
@@ -358,7 +358,7 @@ def _decode(answer: requests.Response, method: str, path: str) -> Any:
     try:
         return answer.json()
     except json.JSONDecodeError as exc:
-        raise ConsulUnexpected(f"Consul answered {method} {path} with a body that is not JSON: {redact(answer.text[:200])!r}") from exc
+        raise ConsulUnexpected(f"Consul returned a body that is not JSON for {method} {path}: {redact(answer.text[:200])!r}") from exc
 
 
 def _reason(exc: requests.ConnectionError) -> str:

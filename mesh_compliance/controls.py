@@ -56,7 +56,7 @@ class Evidence:
     """What a control expected and observed, for the failure message and the report.
 
     Every value passes through secret redaction when it is recorded, so a
-    control cannot leak a registered secret by recording it.
+    registered secret that a control records is masked.
     """
 
     expected: dict[str, str] = field(default_factory=dict)
@@ -71,7 +71,7 @@ class Evidence:
         self.observed[label] = _text(value)
 
     def record(self, label: str, value: Any) -> None:
-        """Keep raw evidence (an HTTP answer, a command's output)."""
+        """Keep raw evidence (an HTTP response, a command's output)."""
         self.raw[label] = _text(value)[:4000]
 
     def warn(self, message: str) -> None:

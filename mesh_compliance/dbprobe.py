@@ -1,8 +1,8 @@
 """Database login probe with psycopg, classifying each failure.
 
 A server-side rejection (wrong password, pg_hba, missing database or role)
-is a verdict about the target and becomes FAIL. No TCP answer (refused,
-timed out, name not resolved) means the probe could not decide: ERROR.
+is a verdict about the target and becomes FAIL. A failed TCP connection
+(refused, timed out, name not resolved) means the probe could not decide: ERROR.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def connection_keywords(host: str, port: int, dbname: str, user: str, password: 
 
 
 def try_login(keywords: dict) -> LoginResult:
-    """Log in once and classify the outcome; raise DatabaseUnreachable if nobody answered."""
+    """Log in once and classify the outcome; raise DatabaseUnreachable when no server responds."""
     where = f"{keywords['host']}:{keywords['port']}"
     _check_reachable(keywords["host"], keywords["port"], keywords["connect_timeout"])
     logger.debug("db login %s dbname=%s user=%s", where, keywords["dbname"], keywords["user"])
@@ -68,7 +68,7 @@ def _check_reachable(host: str, port: int, timeout: int) -> None:
         with socket.create_connection((host, port), timeout=timeout):
             return
     except socket.timeout as exc:
-        raise DatabaseUnreachable(f"database host {host}:{port} did not answer within {timeout}s") from exc
+        raise DatabaseUnreachable(f"database host {host}:{port} did not respond within {timeout}s") from exc
     except OSError as exc:
         raise DatabaseUnreachable(f"cannot reach database host {host}:{port}: {exc.strerror or exc}") from exc
 
@@ -82,7 +82,7 @@ def _classify(exc: psycopg.OperationalError, where: str) -> LoginResult:
         # the server's FATAL line still carries the reason.
         sqlstate = _sqlstate_from_text(message)
     if sqlstate is None:
-        raise DatabaseUnreachable(f"login to {where} failed before the server answered: {message}") from exc
+        raise DatabaseUnreachable(f"login to {where} failed before the server responded: {message}") from exc
 
     label = REJECTIONS.get(sqlstate, "rejected by the server")
     return LoginResult(False, sqlstate, f"{label} (SQLSTATE {sqlstate}): {message}")

@@ -11,11 +11,11 @@ class Undecided(Exception):
 
 
 class ConsulUnreachable(Undecided):
-    """No HTTP answer from Consul: refused, timed out or dropped."""
+    """No HTTP response from Consul: refused, timed out or dropped."""
 
 
 class ConsulPermissionDenied(Undecided):
-    """Consul answered 403 because the token lacks a permission."""
+    """Consul returned 403 because the token lacks a permission."""
 
 
 class ConsulTokenInvalid(Undecided):
@@ -23,7 +23,7 @@ class ConsulTokenInvalid(Undecided):
 
 
 class ConsulUnexpected(Undecided):
-    """Consul answered with a status the client has no meaning for."""
+    """Consul returned a status the client cannot interpret."""
 
 
 class TargetError(Undecided):
@@ -35,4 +35,4 @@ class DatabaseUnreachable(Undecided):
 
 
 class FixError(Exception):
-    """A fixer could not apply its change; the message says why."""
+    """A fixer could not apply its change, for the reason in the message."""

@@ -25,7 +25,7 @@ def required_grants(site: Site) -> list[Grant]:
 
 
 def policy_rules(site: Site) -> str:
-    """Return the rules as the documented policies.json holds them."""
+    """Return the rules as the documented policies.json contains them."""
     rules = {
         "key_prefix": {site.acl.kv_prefix: {"policy": "read"}},
         "node_prefix": {"": {"policy": "read"}},

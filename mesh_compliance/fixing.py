@@ -1,9 +1,9 @@
 """What fixers stand on: the fix context, backups and atomic file writes.
 
 A fixer reads the actual state, compares it with the site, applies only the
-difference and reports each change. Before it replaces a file the file is
-copied next to itself; before it replaces a Consul object the previous
-version is written to the backup directory as JSON.
+difference and reports each change. A file is copied next to itself before
+it is replaced. A Consul object is written to the backup directory as JSON
+before it is replaced.
 """
 
 from __future__ import annotations

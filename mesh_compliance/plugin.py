@@ -92,7 +92,7 @@ def _run(config: pytest.Config) -> "results.Run":
 
 @pytest.fixture(scope="session")
 def site(request):
-    """The expected state from the site file."""
+    """Return the expected state from the site file."""
     return _run(request.config).site
 
 
@@ -108,7 +108,7 @@ def consul(request):
 
 @pytest.fixture
 def target(host, request):
-    """The audited node: the testinfra host, seen through --root when given."""
+    """Return the audited node: the testinfra host, seen through --root when given."""
     return Target(host, request.config.option.mesh_root)
 
 

@@ -2,7 +2,7 @@
 
 Every value has the documented default from the Carbonio admin guide, so an
 empty site file describes the documented setup. Secrets never appear in the
-file itself: a secret field holds ``{ env = "NAME" }`` or ``{ file = "PATH" }``.
+file itself: a secret field contains ``{ env = "NAME" }`` or ``{ file = "PATH" }``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class SiteError(ValueError):
 
 @dataclass(frozen=True)
 class SecretRef:
-    """Where a secret lives: an environment variable or a file."""
+    """Reference to a secret in an environment variable or a file."""
 
     env: str | None = None
     file: str | None = None

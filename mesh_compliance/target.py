@@ -163,7 +163,7 @@ class Target:
         return self.path("/var/lib/dpkg")
 
     def dpkg_root_args(self) -> tuple[str, ...]:
-        """Return dpkg's root options; dpkg logs to the host's log unless told otherwise."""
+        """Return dpkg's root options; without --log, dpkg writes to the host's log."""
         if not self.root:
             return ()
         return (f"--root={self.root}", f"--admindir={self.dpkg_admindir()}", f"--log={self.path('/var/log/dpkg.log')}")

@@ -32,7 +32,7 @@ def fix_entry(ctx: FixContext) -> None:
 
 
 def _write(ctx: FixContext, body: dict, cas: int | None) -> None:
-    # Check-and-set: a concurrent change by someone else makes Consul answer
+    # Check-and-set: a concurrent change by someone else makes Consul return
     # false instead of being overwritten.
     if not ctx.consul.write_config_entry(body, cas=cas):
         raise FixError(f"config entry terminating-gateway/{body['Name']} changed while it was being fixed; run --fix again")
