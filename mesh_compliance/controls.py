@@ -28,16 +28,27 @@ class ControlSpec:
     rationale: str
     step: str
     scope: str            # "cluster" (Consul, database) or "node" (files, units, packages)
+    profiles: tuple[str, ...] = ("deployed",)
 
 
-def control(control_id: str, *, title: str, severity: str, rationale: str, step: str, scope: str) -> Callable:
-    """Register a test function as the control ``control_id``."""
+PROFILES = ("deployed", "decommissioned")
+
+
+def control(control_id: str, *, title: str, severity: str, rationale: str, step: str, scope: str,
+            profiles: tuple[str, ...] = ("deployed",)) -> Callable:
+    """Register a test function as the control ``control_id``.
+
+    ``profiles`` names the end states the control belongs to: the deployed
+    setup, or its decommissioned removal.
+    """
     if severity not in SEVERITIES:
         raise ValueError(f"control {control_id}: severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    if not set(profiles) <= set(PROFILES):
+        raise ValueError(f"control {control_id}: unknown profile in {profiles}; known: {', '.join(PROFILES)}")
     if control_id in CONTROLS:
         raise ValueError(f"control id {control_id} is defined twice")
 
-    spec = ControlSpec(control_id, title, severity, rationale, step, scope)
+    spec = ControlSpec(control_id, title, severity, rationale, step, scope, tuple(profiles))
     CONTROLS[control_id] = spec
 
     def decorate(func: Callable) -> Callable:
@@ -73,6 +84,10 @@ class Evidence:
     def record(self, label: str, value: Any) -> None:
         """Keep raw evidence (an HTTP response, a command's output)."""
         self.raw[label] = _text(value)[:4000]
+
+    def not_applicable(self, reason: str) -> None:
+        """Stop the control with verdict N/A: the fact cannot apply to this target."""
+        pytest.skip(f"not applicable: {redact(reason)}")
 
     def warn(self, message: str) -> None:
         """Mark the control compliant but risky (WARN) with the reason."""

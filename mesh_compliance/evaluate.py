@@ -15,7 +15,7 @@ from mesh_compliance.fixing import FixContext, FixRefused
 from mesh_compliance.log import logger
 from mesh_compliance.redact import redact
 
-VERDICTS = ("PASS", "WARN", "FAIL", "ERROR", "FIXED", "FIX FAILED")
+VERDICTS = ("PASS", "WARN", "FAIL", "ERROR", "N/A", "FIXED", "FIX FAILED")
 
 
 @dataclass
@@ -58,6 +58,8 @@ def _check(item: pytest.Item) -> Outcome:
         outcome = Outcome.undecided(exc)
         outcome.evidence = _evidence(evidence)
         return outcome
+    except pytest.skip.Exception as exc:
+        return Outcome("N/A", redact(str(exc.msg)), _evidence(evidence))
 
     data = _evidence(evidence)
     if data.get("warnings"):

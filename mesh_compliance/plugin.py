@@ -15,7 +15,7 @@ import pytest
 
 from mesh_compliance import results
 from mesh_compliance.consul import ConsulClient, ConsulConfigError, resolve_settings
-from mesh_compliance.controls import CONTROLS, Evidence, spec_of
+from mesh_compliance.controls import CONTROLS, PROFILES, Evidence, spec_of
 from mesh_compliance.evaluate import Outcome, evaluate_control
 from mesh_compliance.fixing import OPT_IN_KINDS
 from mesh_compliance.log import logger
@@ -42,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="timeout of each Consul HTTP request in seconds (default 10)")
     group.addoption("--control", dest="mesh_controls", action="append", default=[], metavar="ID",
                     help="run only this control (repeatable); default: every control")
+    group.addoption("--profile", dest="mesh_profile", choices=PROFILES, metavar="NAME",
+                    help="end state to assert: deployed or decommissioned; default: the site file's profile")
     group.addoption("--fix", dest="mesh_fix", action="store_true",
                     help="run the fixer of every failing control, then the control again")
     group.addoption("--allow", dest="mesh_allow", action="append", default=[], metavar="KIND",
@@ -126,17 +128,25 @@ def pytest_collection_modifyitems(session, config, items):
     order = {control_id: position for position, control_id in enumerate(FIXERS)}
     items.sort(key=lambda item: order.get(getattr(spec_of(item), "id", ""), len(order)))
 
-    wanted = set(config.option.mesh_controls)
-    if not wanted:
-        return
-    unknown = wanted - set(CONTROLS)
+    requested = set(config.option.mesh_controls)
+    unknown = requested - set(CONTROLS)
     if unknown:
         raise pytest.UsageError(f"unknown control id {sorted(unknown)[0]}; known ids: {', '.join(CONTROLS)}")
-    selected = [item for item in items if getattr(spec_of(item), "id", None) in wanted]
+
+    profile = _run(config).profile
+    selected = [item for item in items if _selected(spec_of(item), profile, requested)]
     deselected = [item for item in items if item not in selected]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     items[:] = selected
+
+
+def _selected(spec, profile: str, requested: set[str]) -> bool:
+    if spec is None:
+        return True
+    if requested:
+        return spec.id in requested
+    return profile in spec.profiles
 
 
 @pytest.hookimpl(wrapper=True)
@@ -150,6 +160,8 @@ def pytest_runtest_setup(item):
     item.stash[OUTCOME_KEY] = outcome
     if outcome.verdict == "ERROR":
         raise outcome.error
+    if outcome.verdict == "N/A":
+        pytest.skip(outcome.message)
     return result
 
 
@@ -176,7 +188,7 @@ def pytest_runtest_makereport(item, call):
         # token is unknown): the control could not decide.
         outcome = Outcome.undecided(call.excinfo.value if call.excinfo else None)
         item.stash[OUTCOME_KEY] = outcome
-    if outcome is not None and (report.when == "call" or report.failed):
+    if outcome is not None and (report.when == "call" or report.failed or report.skipped):
         results.annotate(report, item, spec, outcome)
     return report
 
@@ -193,6 +205,8 @@ def pytest_report_teststatus(report, config):
         return "fixed", "+", "FIXED"
     if verdict == "FIX FAILED":
         return "failed", "F", "FIX FAILED"
+    if verdict == "N/A":
+        return "skipped", "s", "N/A"
     return None
 
 

@@ -50,6 +50,7 @@ class Run:
     results_path: str | None
     root: str | None
     fix: bool
+    profile: str = "deployed"
     records: list[dict] = field(default_factory=list)
     consul_info: dict = field(default_factory=dict)
 
@@ -58,7 +59,8 @@ class Run:
         now = dt.datetime.now(dt.timezone.utc)
         run_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
         return cls(site, settings, run_id, now.isoformat(timespec="seconds"),
-                   config.option.mesh_results_json, config.option.mesh_root, bool(config.option.mesh_fix))
+                   config.option.mesh_results_json, config.option.mesh_root, bool(config.option.mesh_fix),
+                   profile=config.option.mesh_profile or site.profile)
 
     def note_consul(self, client, identity: dict) -> None:
         """Record which token identity and agent the run used (never the secret)."""
@@ -78,6 +80,7 @@ class Run:
             "Consul token from": self.settings.token_source,
             "Target root": self.root or "/",
             "Fix mode": "on" if self.fix else "off (audit only)",
+            "Profile": self.profile,
             "Run by": f"{getpass.getuser()}@{socket.gethostname()}",
         }
 
@@ -111,7 +114,7 @@ class Run:
 
     def summary_lines(self) -> list[str]:
         counts = self.counts()
-        order = ("PASS", "WARN", "FIXED", "FAIL", "FIX FAILED", "ERROR")
+        order = ("PASS", "WARN", "N/A", "FIXED", "FAIL", "FIX FAILED", "ERROR")
         lines = [", ".join(f"{counts[v]} {v}" for v in order if counts[v])]
         for record in self.records:
             if record["verdict"] not in ("PASS",):
@@ -132,6 +135,7 @@ class Run:
             "site_file": self.site.source,
             "consul_address": self.settings.address,
             "fix": self.fix,
+            "profile": self.profile,
             "exit_code": exit_code,
             "summary": dict(self.counts()),
             "results": self.records,
@@ -150,7 +154,7 @@ class Recorder:
         self.run = run
 
     def pytest_runtest_logreport(self, report) -> None:
-        if verdict_of(report) is not None and (report.when == "call" or report.failed):
+        if verdict_of(report) is not None and (report.when == "call" or report.failed or report.skipped):
             self.run.add(report)
 
 

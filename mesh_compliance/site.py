@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,13 @@ class Gateway:
     unit: str = "carbonio-gateway.service"
     unit_path: str = "/lib/systemd/system/carbonio-gateway.service"
     consul_binary: str = "/usr/bin/consul"
+    policies_file: str = "policies.json"
+    registration_file: str = "carbonio-files-db-external.json"
+    config_entry_file: str = "gateway-config.hcl"
+
+    def config_path(self, name: str) -> str:
+        """Return the path of a file of the configuration directory."""
+        return posixpath.join(self.config_dir, name)
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,28 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Intention:
+    """The downstream service that must reach the DB service through the gateway."""
+
+    source: str = "carbonio-files"
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """Carbonio paths on every node."""
+
+    service_config_dir: str = "/etc/zextras/service-discover"
+    pending_setups_dir: str = "/etc/zextras/pending-setups.d"
+
+
+@dataclass(frozen=True)
+class Decommission:
+    """What the decommissioned profile also requires."""
+
+    unlink_tokens: bool = False
+
+
+@dataclass(frozen=True)
 class Packages:
     absent: tuple[str, ...] = ("carbonio-files-db",)
     manager: str = "auto"
@@ -132,6 +162,7 @@ class Packages:
 
 @dataclass(frozen=True)
 class Site:
+    profile: str = "deployed"
     gateway: Gateway = field(default_factory=Gateway)
     acl: Acl = field(default_factory=Acl)
     external_service: ExternalService = field(default_factory=ExternalService)
@@ -139,6 +170,9 @@ class Site:
     kv: Kv = field(default_factory=Kv)
     database: Database = field(default_factory=Database)
     packages: Packages = field(default_factory=Packages)
+    intention: Intention = field(default_factory=Intention)
+    node: NodeLayout = field(default_factory=NodeLayout)
+    decommission: Decommission = field(default_factory=Decommission)
     source: str = "<defaults>"
 
     @property
@@ -151,6 +185,7 @@ class Site:
 
 
 CHOICES = {
+    "profile": ("deployed", "decommissioned"),
     "kv.layout": ("flat", "nested"),
     "database.sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     "packages.manager": ("auto", "dpkg", "rpm"),
@@ -180,7 +215,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise SiteError(f"{prefix.rstrip('.') or 'site file'} must be a table")
 
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    # Site.source records where the site was read from; it is not a key.
+    fields = {f.name: f for f in dataclasses.fields(cls) if not (cls is Site and f.name == "source")}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         allowed = ", ".join(sorted(fields))
@@ -202,6 +238,10 @@ def _convert(fld: dataclasses.Field, value: Any, key: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise SiteError(f"{key} must be a list of strings, got {value!r}")
         return tuple(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SiteError(f"{key} must be true or false, got {value!r}")
+        return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise SiteError(f"{key} must be an integer, got {value!r}")

@@ -76,6 +76,42 @@ class Target:
     def exists_command(self, name: str) -> bool:
         return self.host.exists(name)
 
+    @property
+    def is_local(self) -> bool:
+        return self.host.backend.NAME == "local"
+
+    def run_as(self, user: str, *argv: str):
+        """Run a command as ``user`` of the node, with that user's groups.
+
+        Under --root the ids come from the root's own passwd and group files
+        and setpriv switches to them, since the runner's account names may differ.
+        """
+        if not self.root:
+            return self.run("runuser", "-u", user, "--", *argv)
+
+        account = self.account(user)
+        if account is None:
+            raise TargetError(f"user {user} does not exist in {self.root}/etc/passwd")
+        groups = sorted({account.gid, *self.supplementary_groups(user)})
+        return self.run(
+            "setpriv", f"--reuid={account.uid}", f"--regid={account.gid}",
+            f"--groups={','.join(map(str, groups))}", "--", *argv,
+        )
+
+    def supplementary_groups(self, user: str) -> list[int]:
+        found = []
+        for fields in self._database("group"):
+            if len(fields) >= 4 and user in fields[3].split(","):
+                found.append(int(fields[2]))
+        return found
+
+    def systemd_running(self) -> bool:
+        """True when systemd manages the node now (never for a root directory)."""
+        if self.root:
+            return False
+        state = self.run("systemctl", "is-system-running").stdout.strip()
+        return state not in ("offline", "unknown", "")
+
     # -- files -----------------------------------------------------------
 
     def file_state(self, node_path: str) -> FileState:
