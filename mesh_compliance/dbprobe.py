@@ -74,26 +74,38 @@ def _check_reachable(host: str, port: int, timeout: int) -> None:
 
 
 def _classify(exc: psycopg.OperationalError, where: str) -> LoginResult:
-    sqlstate = getattr(exc, "sqlstate", None)
-    message = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
+    text = str(exc).strip()
+    message = redact(text.splitlines()[-1] if text else type(exc).__name__)
 
-    if sqlstate is None:
-        # psycopg puts no SQLSTATE on errors raised before the server spoke;
-        # the server's FATAL line still carries the reason.
-        sqlstate = _sqlstate_from_text(message)
-    if sqlstate is None:
+    # libpq reports no SQLSTATE for errors during connection start-up, but a
+    # FATAL line means the server itself rejected the login.
+    sqlstate = getattr(exc, "sqlstate", None) or _sqlstate_from_text(text)
+    if sqlstate is None and "FATAL:" not in text:
         raise DatabaseUnreachable(f"login to {where} failed before the server responded: {message}") from exc
 
-    label = REJECTIONS.get(sqlstate, "rejected by the server")
-    return LoginResult(False, sqlstate, f"{label} (SQLSTATE {sqlstate}): {message}")
+    label = REJECTIONS.get(sqlstate or "", "rejected by the server")
+    suffix = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    return LoginResult(False, sqlstate, f"{label}{suffix}: {message}")
+
+
+# Server messages of the FATAL lines libpq passes on, mapped to their SQLSTATE.
+MESSAGE_SQLSTATES = (
+    ("password authentication failed", "28P01"),
+    ("no pg_hba.conf entry", "28000"),
+    ("pg_hba.conf rejects connection", "28000"),
+    ("role \"", "28000"),
+    ("permission denied for database", "42501"),
+    ("sorry, too many clients", "53300"),
+    ("the database system is starting up", "57P03"),
+    ("the database system is shutting down", "57P03"),
+)
 
 
 def _sqlstate_from_text(message: str) -> str | None:
     lowered = message.lower()
-    if "password authentication failed" in lowered:
-        return "28P01"
-    if "no pg_hba.conf entry" in lowered:
-        return "28000"
-    if "does not exist" in lowered and "database" in lowered:
+    if "database" in lowered and "does not exist" in lowered:
         return "3D000"
+    for fragment, sqlstate in MESSAGE_SQLSTATES:
+        if fragment in lowered:
+            return sqlstate
     return None

@@ -117,9 +117,8 @@ class Run:
         order = ("PASS", "WARN", "N/A", "FIXED", "FAIL", "FIX FAILED", "ERROR")
         lines = [", ".join(f"{counts[v]} {v}" for v in order if counts[v])]
         for record in self.records:
-            if record["verdict"] not in ("PASS",):
-                first = record["message"].splitlines()[0] if record["message"] else ""
-                lines.append(f"{record['verdict']:<10} {record['control']:<28} {first}")
+            if record["verdict"] != "PASS":
+                lines.append(f"{record['verdict']:<10} {record['control']:<28} {_headline(record)}")
         return lines
 
     def finish(self, exit_code: int) -> None:
@@ -145,6 +144,17 @@ class Run:
         temporary = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
         temporary.write_text(redact(json.dumps(document, indent=2)) + "\n", encoding="utf-8")
         os.replace(temporary, path)
+
+
+def _headline(record: dict) -> str:
+    """Return one line saying why a control is not a plain PASS."""
+    fix = record.get("fix") or {}
+    if record["verdict"] == "FIXED":
+        return "; ".join(fix.get("changes", [])) or "fixed"
+    first = record["message"].splitlines()[0] if record["message"] else ""
+    if fix.get("status") == "not applied":
+        return f"{first} [fix not applied: {fix.get('reason', '')}]"
+    return first
 
 
 class Recorder:

@@ -142,3 +142,15 @@ def test_login_fix_needs_admin_credentials(state, suite, tmp_path):
     run = suite("--control", LOGIN, "--fix", f"--site={site}")
     assert run.verdict(LOGIN) == "FAIL"
     assert "[database.admin]" in run.record(LOGIN)["fix"]["reason"]
+
+
+def test_login_rejected_by_pg_hba_fails(state, suite, compliant_lab):
+    hba = compliant_lab.pg.data_dir / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text(f"host all {ROLE} 127.0.0.1/32 reject\n" + original)
+    state.sql("SELECT pg_reload_conf()")
+    state.on_restore(lambda: state.sql("SELECT pg_reload_conf()"))
+    state.on_restore(lambda: hba.write_text(original))
+    run = suite("--control", LOGIN)
+    assert run.verdict(LOGIN) == "FAIL"
+    assert "28000" in run.message(LOGIN)
