@@ -309,6 +309,29 @@ class ConsulClient:
         params = {"cas": str(cas)} if cas is not None else None
         return bool(self.request("PUT", "/v1/config", params=params, json_body=body).body)
 
+    def config_entries(self, kind: str) -> list[dict]:
+        return self.get(f"/v1/config/{_seg(kind)}").body or []
+
+    def gateway_services(self, gateway: str) -> list[dict]:
+        # Consul may return null instead of [] when the gateway has no config entry.
+        return self.get(f"/v1/catalog/gateway-services/{_seg(gateway)}").body or []
+
+    # -- intentions and health -------------------------------------------
+
+    def intention_check(self, source: str, destination: str) -> Response:
+        """Evaluate source -> destination as the proxies do (precedence, wildcards, default policy)."""
+        return self.get("/v1/connect/intentions/check", source=source, destination=destination)
+
+    def intentions(self) -> list[dict]:
+        answer = self.get("/v1/connect/intentions")
+        if answer.filtered:
+            raise ConsulPermissionDenied(
+                f"Consul hid intentions from the token ({self.settings.token_source}): it needs intentions:read")
+        return answer.body or []
+
+    def health_service(self, name: str) -> list[dict]:
+        return self.get(f"/v1/health/service/{_seg(name)}").body or []
+
     # -- KV --------------------------------------------------------------
 
     def kv_get(self, key: str) -> tuple[bool, str | None]:
@@ -337,6 +360,14 @@ class ConsulClient:
 
     def agent_self(self) -> dict:
         return self.get("/v1/agent/self").body
+
+    def members(self) -> list[dict]:
+        """Return the agent's LAN members; raise if ACLs hid some of them."""
+        answer = self.get("/v1/agent/members")
+        if answer.filtered:
+            raise ConsulPermissionDenied(
+                f"Consul hid agent members from the token ({self.settings.token_source}): it needs node:read")
+        return answer.body or []
 
 
 class _AclNotFound(ConsulUnexpected):

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from mesh_compliance.lab import documented
+from mesh_compliance.lab import documented, seed_mesh
 from mesh_compliance.lab import sitefile as s
 from mesh_compliance.lab.consul import ConsulAdmin
 from mesh_compliance.lab.debpkg import build_deb
@@ -42,6 +42,9 @@ def seed_consul(admin: ConsulAdmin, site: LabSite) -> None:
     # The name and user are set, the password key is missing.
     admin.put(f"/kv/{s.KV_PREFIX}/db-name", data=s.DB_NAME.encode())
     admin.put(f"/kv/{s.KV_PREFIX}/db-username", data=s.DB_USERNAME.encode())
+
+    # The gateway unit ran once and registered the gateway service with the agent.
+    seed_mesh.register_gateway(admin)
 
     # No terminating-gateway config entry is written.
     logger.info("seeded Consul: policy %s, node %s, KV %s/", s.POLICY, s.EXTERNAL_NODE, s.KV_PREFIX)
