@@ -34,5 +34,9 @@ class DatabaseUnreachable(Undecided):
     """The database host did not accept a TCP connection in time."""
 
 
+class DatabaseInspectionFailed(Undecided):
+    """The database answered, but the credentials used to inspect it were rejected or lacked a privilege."""
+
+
 class FixError(Exception):
     """A fixer could not apply its change, for the reason in the message."""
