@@ -1,5 +1,7 @@
 """Package control: packages the external-DB setup requires to be absent."""
 
+import posixpath
+
 from mesh_compliance.controls import control
 from mesh_compliance.packages import detect_manager, package_state
 
@@ -27,5 +29,17 @@ def test_files_db_package_absent(site, target, evidence):
     assert not present, evidence.why(f"packages present on {target.name}: {', '.join(present)}")
 
     leftovers = [state.name for state in states if state.config_files_only]
+    definitions = [path for path in (_service_definition(site, name) for name in leftovers) if target.file_state(path).exists]
+    evidence.observe("service definitions left", definitions or "none")
+    assert not definitions, evidence.why(
+        f"removed but not purged, and the Consul service definition is still on disk: {', '.join(definitions)}; "
+        "the local agent registers the service again on every reload")
     if leftovers:
         evidence.warn(f"removed but not purged, configuration files remain: {', '.join(leftovers)}")
+
+
+def _service_definition(site, package: str) -> str:
+    # NOTE: Carbonio packages name their service definition after the
+    # package (carbonio-files-db.hcl); a package that names it otherwise is
+    # only reported through its config-files state.
+    return posixpath.join(site.node.service_config_dir, f"{package}.hcl")

@@ -6,7 +6,11 @@ from mesh_compliance.packages import detect_manager, package_state
 
 
 def fix_absent(ctx: FixContext) -> None:
-    """Purge each package that must be absent; only with --allow remove-package."""
+    """Purge each package that must be absent; only with --allow remove-package.
+
+    A package removed with its configuration files left is purged too, so
+    its Consul service definition goes with it.
+    """
     ctx.require_opt_in("remove-package")
     target = ctx.require_target()
     manager = detect_manager(target, ctx.site.packages.manager)
