@@ -35,10 +35,13 @@ def test_catalog_external_service(site, consul, evidence):
     assert address == service.address, evidence.why(f"service {service.name} has address {address}, expected {service.address}")
     assert entry.get("ServicePort") == service.port, evidence.why(
         f"service {service.name} has port {entry.get('ServicePort')}, expected {service.port}")
+    assert entry.get("ServiceID") == service.id, evidence.why(
+        f"service {service.name} has ID {entry.get('ServiceID')}, expected {service.id} (external_service.id)")
 
     if entry.get("ServiceID") == site.gateway.service:
-        evidence.warn(f"the service ID {entry.get('ServiceID')} equals the gateway's service name, "
-                      "which makes catalog inspection and removal error-prone")
+        evidence.warn(f"the service ID {entry.get('ServiceID')} equals the gateway's service name, which makes "
+                      "catalog inspection and removal error-prone; set another external_service.id in the "
+                      "site file and run --fix to re-register it")
 
 
 def _brief(entry: dict) -> dict:

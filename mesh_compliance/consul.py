@@ -91,6 +91,7 @@ def normalize_address(raw: str, env: dict[str, str]) -> str:
 
 
 def _resolve_token(token_file: str | None, env: dict[str, str]) -> tuple[str | None, str]:
+    ignored = []
     candidates = [
         (token_file, "--consul-token-file"),
         (env.get("CONSUL_HTTP_TOKEN_FILE"), "CONSUL_HTTP_TOKEN_FILE"),
@@ -106,12 +107,13 @@ def _resolve_token(token_file: str | None, env: dict[str, str]) -> tuple[str | N
         if token:
             register_secret(token)
             return token, f"{source} {path}"
+        ignored.append(f"{source} {path} is empty and was ignored")
 
     token = (env.get("CONSUL_HTTP_TOKEN") or "").strip()
     if token:
         register_secret(token)
         return token, "CONSUL_HTTP_TOKEN"
-    return None, "anonymous"
+    return None, "; ".join(["anonymous", *ignored])
 
 
 def _resolve_verify(env: dict[str, str]) -> bool | str:
@@ -187,7 +189,10 @@ class ConsulClient:
         except requests.Timeout as exc:
             raise ConsulUnreachable(f"Consul at {self.settings.address} did not respond to {method} {path} within {self.settings.timeout:g}s") from exc
         except requests.ConnectionError as exc:
-            raise ConsulUnreachable(f"cannot connect to Consul at {self.settings.address} ({method} {path}): {_reason(exc)}") from exc
+            raise ConsulUnreachable(
+                f"cannot connect to Consul at {self.settings.address} ({method} {path}): {_reason(exc)}; "
+                "check --consul-addr or CONSUL_HTTP_ADDR"
+            ) from exc
 
         text = redact(answer.text)
         logger.debug("consul %s %s -> %s %s", method, path, answer.status_code, text[:300])
@@ -243,7 +248,10 @@ class ConsulClient:
     def check_own_token(self) -> dict:
         """Return the client's own token, or raise ConsulTokenInvalid."""
         if not self._token:
-            raise ConsulTokenInvalid("no Consul token configured; set --consul-token-file, CONSUL_HTTP_TOKEN_FILE or CONSUL_HTTP_TOKEN")
+            raise ConsulTokenInvalid(
+                f"no Consul token configured ({self.settings.token_source}); "
+                "set --consul-token-file, CONSUL_HTTP_TOKEN_FILE or CONSUL_HTTP_TOKEN"
+            )
         answer = self.token_self()
         if answer.status != 200:
             raise ConsulTokenInvalid(
@@ -360,6 +368,10 @@ class ConsulClient:
 
     def agent_self(self) -> dict:
         return self.get("/v1/agent/self").body
+
+    def agent_services(self) -> list[dict]:
+        """Return the services registered with this agent (what `consul connect envoy -register` writes)."""
+        return list((self.get("/v1/agent/services").body or {}).values())
 
     def members(self) -> list[dict]:
         """Return the agent's LAN members; raise if ACLs hid some of them."""

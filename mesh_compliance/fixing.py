@@ -63,7 +63,7 @@ class FixContext:
 
     def require_opt_in(self, kind: str) -> None:
         if kind not in self.allow:
-            raise FixRefused(f"this fix needs the explicit opt-in --allow {kind} ({OPT_IN_KINDS[kind]})")
+            raise FixRefused(f"this fix needs the explicit opt-in --allow={kind} ({OPT_IN_KINDS[kind]})")
 
     def require_target(self) -> Target:
         if self.target is None:

@@ -55,24 +55,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where fixers keep the previous version of Consul objects (default reports/backups)")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "control(id): a compliance control with its stable id")
     if config.option.help or config.option.collectonly:
         return
 
-    try:
-        site = load_site(config.option.mesh_site)
-        settings = resolve_settings(config.option.mesh_consul_addr, config.option.mesh_consul_token_file,
-                                    config.option.mesh_consul_timeout)
-    except (SiteError, ConsulConfigError) as exc:
-        raise pytest.UsageError(str(exc)) from exc
-
-    run = results.Run.start(config, site, settings)
-    config.stash[RUN_KEY] = run
+    run = _start_run(config)
     config.pluginmanager.register(results.Recorder(run), "mesh_compliance.recorder")
     _install_redaction(config)
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(html_hooks, "mesh_compliance.html")
+        html_hooks.RUN[0] = run
+
+
+def _start_run(config: pytest.Config) -> "results.Run":
+    """Read the site file and Consul settings once; pytest-metadata may ask first."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None:
+        return run
+    try:
+        site = load_site(config.option.mesh_site)
+        settings = resolve_settings(config.option.mesh_consul_addr, config.option.mesh_consul_token_file,
+                                    config.option.mesh_consul_timeout)
+    except SiteError as exc:
+        raise pytest.UsageError(f"site file {config.option.mesh_site or '(defaults)'}: {exc}") from exc
+    except ConsulConfigError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+    run = results.Run.start(config, site, settings)
+    config.stash[RUN_KEY] = run
+    return run
 
 
 def _install_redaction(config: pytest.Config) -> None:
@@ -188,6 +201,10 @@ def pytest_runtest_makereport(item, call):
         # token is unknown): the control could not decide.
         outcome = Outcome.undecided(call.excinfo.value if call.excinfo else None)
         item.stash[OUTCOME_KEY] = outcome
+    if outcome is not None and outcome.verdict == "ERROR" and report.failed and call.excinfo is not None:
+        # The chained transport tracebacks (urllib3, socket) tell an auditor
+        # nothing the message does not; keep the short form of the error.
+        report.longrepr = call.excinfo.getrepr(style="short", chain=False)
     if outcome is not None and (report.when == "call" or report.failed or report.skipped):
         results.annotate(report, item, spec, outcome)
     return report
@@ -230,10 +247,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_metadata(metadata, config):
     """Keep the environment table free of secrets and add what auditors need."""
-    run = config.stash.get(RUN_KEY, None)
-    if run is not None:
-        metadata.update(run.metadata())
+    if not (config.option.help or config.option.collectonly):
+        metadata.update(_start_run(config).metadata())
     results.scrub_metadata(metadata)
 

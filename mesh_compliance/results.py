@@ -213,7 +213,9 @@ def redact_longrepr(value, depth: int = 0):
 
 
 def properties(report) -> dict:
-    return {str(k)[len(PREFIX):]: v for k, v in report.user_properties if str(k).startswith(PREFIX)}
+    # Collection reports have no user_properties.
+    pairs = getattr(report, "user_properties", ())
+    return {str(k)[len(PREFIX):]: v for k, v in pairs if str(k).startswith(PREFIX)}
 
 
 def verdict_of(report) -> str | None:

@@ -3,7 +3,7 @@
 from mesh_compliance.acl_rules import Rules, RulesError
 from mesh_compliance.errors import FixError
 from mesh_compliance.expected import policy_rules, required_grants
-from mesh_compliance.fixing import FixContext
+from mesh_compliance.fixing import FixContext, FixRefused
 from mesh_compliance.redact import register_secret
 
 
@@ -52,7 +52,7 @@ def fix_token(ctx: FixContext) -> None:
     target = ctx.require_target()
     policy = ctx.consul.policy_by_name(site.acl.policy)
     if policy is None:
-        raise FixError(f"ACL policy {site.acl.policy} does not exist; fix control acl-policy first")
+        raise FixRefused(f"ACL policy {site.acl.policy} does not exist; control acl-policy must pass first")
     if target.account(site.gateway.user) is None:
         raise FixError(f"user {site.gateway.user} does not exist on {target.name}; create the account first")
 

@@ -63,7 +63,7 @@ def fix_db_login(ctx: FixContext) -> None:
     creds = {name: (ctx.consul.kv_get(site.kv.key(name))[1] or "").strip() for name in KV_NAMES}
     register_secret(creds["db-password"])
     if not all(creds.values()):
-        raise FixError("the KV credentials are incomplete; fix control kv-db-credentials first")
+        raise FixRefused("the KV credentials are incomplete; control kv-db-credentials must pass first")
 
     try:
         admin_password = admin.password.read()

@@ -31,10 +31,32 @@ def test_catalog_documented_registration_passes_with_warning(suite):
     assert run.code == 0
 
 
-def test_catalog_other_service_id_passes(state, suite):
+def site_with_id(state, directory, service_id):
+    site = state.site_file_with(directory, "")
+    site.write_text(site.read_text().replace('id = "carbonio-gateway"', f'id = "{service_id}"'))
+    return site
+
+
+def test_catalog_other_service_id_passes(state, suite, tmp_path):
     state.deregister(NODE, "carbonio-gateway")
     state.register(registration(state, service={"ID": "carbonio-files-db-external"}))
-    assert suite("--control", CATALOG).verdict(CATALOG) == "PASS"
+    site = site_with_id(state, tmp_path, "carbonio-files-db-external")
+    assert suite("--control", CATALOG, f"--site={site}").verdict(CATALOG) == "PASS"
+
+
+def test_catalog_id_differs_from_site_fails(state, suite, tmp_path):
+    site = site_with_id(state, tmp_path, "carbonio-files-db-external")
+    run = suite("--control", CATALOG, f"--site={site}")
+    assert run.verdict(CATALOG) == "FAIL"
+    assert "expected carbonio-files-db-external" in run.message(CATALOG)
+
+
+def test_catalog_fix_moves_to_site_id(state, suite, tmp_path):
+    state.keep_catalog_service()
+    site = site_with_id(state, tmp_path, "carbonio-files-db-external")
+    assert suite("--control", CATALOG, "--fix", f"--site={site}").verdict(CATALOG) == "FIXED"
+    entries = state.consul_ok("GET", "/v1/catalog/service/carbonio-files-db")
+    assert [entry["ServiceID"] for entry in entries] == ["carbonio-files-db-external"]
 
 
 def test_catalog_wrong_port_fails(state, suite):

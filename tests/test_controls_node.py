@@ -128,7 +128,7 @@ def test_package_fix_needs_opt_in(state, suite, tmp_path):
     state.install_package(build_package(tmp_path))
     run = suite("--control", PACKAGE, "--fix")
     assert run.verdict(PACKAGE) == "FAIL"
-    assert "--allow remove-package" in run.record(PACKAGE)["fix"]["reason"]
+    assert "--allow=remove-package" in run.record(PACKAGE)["fix"]["reason"]
     assert state.package_status("carbonio-files-db") == "install ok installed"
 
 

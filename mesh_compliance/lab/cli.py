@@ -62,7 +62,7 @@ def command_up(args: argparse.Namespace) -> int:
     print(f"  PostgreSQL    {status['postgres']['host']}:{status['postgres']['port']} (pid {status['postgres']['pid']})")
     print(f"  Consul double {lab.consul_url} (pid {status['consul']['pid']})")
     print(f"  site file     {lab.site_file}")
-    print(f"  run the suite pytest @{lab.paths.pytest_args}")
+    print(f"  run the suite {Path(sys.executable).parent / 'pytest'} @{lab.paths.pytest_args}")
     return EXIT_OK
 
 

@@ -9,9 +9,22 @@ from mesh_compliance.results import properties
 
 COLUMNS = ("control", "severity", "verdict", "fix")
 
+# The run whose report is being written; set when the plugin registers this module.
+RUN: list = [None]
+
 
 def pytest_html_report_title(report):
     report.title = "Carbonio Mesh compliance report"
+
+
+def pytest_html_results_summary(prefix, summary, postfix):
+    run = RUN[0]
+    if run is None:
+        return
+    counts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(run.counts().items()))
+    mode = "fix run" if run.fix else "audit only"
+    prefix.append(f"<p><strong>Compliance verdicts:</strong> {escape(counts or 'none yet')} "
+                  f"({escape(mode)}, profile {escape(run.profile)}, run {escape(run.run_id)})</p>")
 
 
 def pytest_html_results_table_header(cells):
@@ -59,6 +72,7 @@ def _details(props: dict) -> str:
     rows += [(f"Evidence {k}", v) for k, v in evidence.get("raw", {}).items()]
     rows += [("Warning", w) for w in evidence.get("warnings", [])]
     if fix:
+        rows.append(("Before the fix", fix.get("before", "")))
         rows.append(("Fix outcome", f"{fix['status']} {fix.get('reason', '')}".strip()))
         rows += [("Fix change", change) for change in fix.get("changes", [])]
     body = "".join(f"<tr><th>{escape(k)}</th><td><pre>{escape(str(v))}</pre></td></tr>" for k, v in rows if v)
