@@ -132,8 +132,8 @@ def test_external_node_not_agent(site, consul, evidence):
     members = consul.members()
     evidence.record("GET /v1/agent/members", [member.get("Name") for member in members])
     # Consul compares node names without regard to case.
-    wanted = {node.lower() for node in nodes}
-    clashes = [member for member in members if str(member.get("Name", "")).lower() in wanted]
+    external_names = {node.lower() for node in nodes}
+    clashes = [member for member in members if str(member.get("Name", "")).lower() in external_names]
     evidence.observe("agent members", [_member(member) for member in clashes] or "none")
     assert not clashes, evidence.why(
         f"the node holding {name} is an agent: {', '.join(_member(member) for member in clashes)}. "
@@ -216,11 +216,7 @@ def test_gateway_name_agreement(site, target, consul, evidence):
     entry_names = sorted(entry["Name"] for entry in consul.config_entries("terminating-gateway")
                          if any(item.get("Name") in (db, mesh.WILDCARD) for item in entry.get("Services") or []))
     unit_name = _unit_service_name(target, site.gateway.unit, evidence)
-    candidates = {expected, unit_name, mesh.DEFAULT_GATEWAY_SERVICE, *entry_names} - {None}
-    # NOTE: only these candidate names are looked up, so a gateway registered
-    # under an unrelated name is reported as "none" rather than by its name.
-    registered = sorted(name for name in candidates if any(
-        entry.get("ServiceKind") == "terminating-gateway" for entry in consul.catalog_service(name)))
+    registered = _registered_gateways(consul, {expected, unit_name, mesh.DEFAULT_GATEWAY_SERVICE, *entry_names} - {None})
 
     evidence.observe("config entry linking the DB service", entry_names or "none")
     evidence.observe("unit -service", unit_name or "no ExecStart")
@@ -233,6 +229,16 @@ def test_gateway_name_agreement(site, target, consul, evidence):
     linked = sorted(item.get("Service", {}).get("Name", "") for item in consul.gateway_services(expected))
     evidence.observe("gateway services", linked or "none")
     assert db in linked, evidence.why(f"/v1/catalog/gateway-services/{expected} does not list {db}")
+
+
+def _registered_gateways(consul, candidates: set[str]) -> list[str]:
+    """Return the names of terminating gateways in the catalog or registered with this agent."""
+    # NOTE: the catalog is searched for the candidate names only; a gateway
+    # under another name is found only when it is registered with the audited agent.
+    found = {name for name in candidates
+             if any(entry.get("ServiceKind") == "terminating-gateway" for entry in consul.catalog_service(name))}
+    found |= {service["Service"] for service in consul.agent_services() if service.get("Kind") == "terminating-gateway"}
+    return sorted(found)
 
 
 def _unit_service_name(target, unit: str, evidence) -> str | None:

@@ -1,4 +1,4 @@
-"""What PostgreSQL records about the KV role and database: existence, LOGIN, ownership, CREATE.
+"""Facts PostgreSQL records about the KV role and database: existence, LOGIN, ownership, CREATE.
 
 The facts are read with the site's database admin credentials when the site
 gives them, else with the KV role itself. pg_roles and pg_database are shared
@@ -119,7 +119,7 @@ def _read_database(conn: psycopg.Connection, facts: RoleFacts) -> None:
     if not facts.role_exists:
         return
 
-    # pg_has_role with USAGE: the role holds the owner's privileges, directly or through membership.
+    # pg_has_role with USAGE: the role has the owner's privileges, directly or through membership.
     owns, connect = conn.execute(
         "SELECT pg_has_role(%s, %s, 'USAGE'), has_database_privilege(%s, %s, 'CONNECT')",
         (facts.role, facts.owner, facts.role, facts.database)).fetchone()
