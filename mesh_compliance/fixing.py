@@ -26,8 +26,8 @@ from mesh_compliance.target import Target
 # Changes that need an explicit --allow KIND before a fixer may make them.
 OPT_IN_KINDS = {
     "remove-package": "remove (purge) a package that must be absent",
-    "remove-unit-override": "move aside an admin copy or drop-in of the gateway unit (kept as .bak)",
-    "delete-token": "delete ACL tokens linked to the gateway policy (decommissioned profile)",
+    "remove-unit-override": "move aside an admin copy or drop-in of the gateway unit, kept as .bak",
+    "delete-token": "delete ACL tokens linked to the gateway policy, in the decommissioned profile",
 }
 
 

@@ -1,10 +1,11 @@
 """A systemd unit as systemd loads it: the fragment, its drop-ins and the command it runs.
 
-On a node where systemd runs, ``systemctl show`` returns the loaded unit,
-including changes made since the last ``daemon-reload``. On a root directory,
-or where systemd does not run, the unit is computed from the files the way
-systemd reads them: the first fragment found in the unit search path, then
-the ``.conf`` drop-ins in lexical order of file name.
+On a node where systemd runs, ``systemctl show`` returns the loaded unit, and
+NeedDaemonReload tells whether the files changed since the last
+``daemon-reload``. On a root directory, or where systemd does not run, the
+unit is computed from the files the way systemd reads them. The fragment is
+the first one found in the unit search path, and the ``.conf`` drop-ins
+apply after it in lexical order of file name.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ _ARGV = re.compile(r"argv\[\]=(.*?) ; (?:ignore_errors|flags)=")
 
 @dataclass(frozen=True)
 class LoadedUnit:
-    """What systemd would run for a unit, and where that came from."""
+    """A unit as loaded: the command systemd would run and the files it came from."""
 
     unit: str
     fragment_path: str | None
@@ -66,7 +67,7 @@ class LoadedUnit:
 def load_unit(target: Target, unit: str) -> LoadedUnit:
     """Return ``unit`` as systemd on ``target`` loads it, or would load it from its files.
 
-    Raises TargetError when systemctl gives no usable answer and UnitParseError
+    Raises TargetError when systemctl fails or prints no usable output, and UnitParseError
     (naming the file) when a unit file or drop-in cannot be read.
     """
     if not target.root and target.systemd_running():
@@ -111,8 +112,8 @@ def _load_from_show(target: Target, unit: str) -> LoadedUnit:
 def parse_show_exec_start(value: str) -> list[str]:
     """Return the argv of one ``{ path=... ; argv[]=... ; ... }`` ExecStart value.
 
-    systemd joins argv with spaces and, from version 254, quotes arguments that
-    need it; both forms split back with shell rules.
+    systemd joins argv with spaces. The value is split with shell rules, so
+    an argument that systemd prints quoted stays one argument.
     """
     match = _ARGV.search(value)
     if match is None:
@@ -189,10 +190,10 @@ def find_dropins(target: Target, unit: str) -> list[str]:
     Drop-ins come from ``<unit>.d``, from the directories of the unit name's
     dash prefixes (``a-.service.d`` for ``a-b.service``) and from the
     unit type's directory (``service.d``), in every search-path directory.
-    Among files with the same name the one in the higher-precedence directory
-    wins and hides the others; a drop-in linked to /dev/null or empty hides a
-    same-named one and applies nothing. The winners apply in lexical order of
-    file name, so a later name overrides an earlier one.
+    Among files with the same name, the one in the higher-precedence directory
+    wins and hides the others. A drop-in linked to /dev/null, or empty, hides
+    a same-named one and applies nothing. The winners apply in lexical order
+    of file name, so a later name overrides an earlier one.
     """
     chosen: dict[str, str] = {}
     for directory in SEARCH_PATH:
@@ -267,3 +268,99 @@ def _split_exec(line: str) -> list[str]:
         return shlex.split(line.lstrip(EXEC_PREFIXES))
     except ValueError as exc:
         raise UnitParseError(f"ExecStart does not split into arguments: {exc}") from exc
+
+
+# -- layers --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layer:
+    """One file of a loaded unit, parsed: its fragment or one of its drop-ins."""
+
+    path: str
+    kind: str  # "fragment" or "drop-in"
+    unit: UnitFile
+
+
+def read_layers(target: Target, loaded: LoadedUnit) -> list[Layer]:
+    """Read the fragment and drop-ins of ``loaded`` in the order systemd applies them.
+
+    A file that was removed after systemd loaded the unit is left out, so on a
+    live node that needs a daemon-reload the layers can differ from ``loaded``.
+    """
+    paths = [(loaded.fragment_path, "fragment")] if loaded.fragment_path else []
+    paths += [(path, "drop-in") for path in loaded.dropin_paths]
+
+    layers = []
+    for path, kind in paths:
+        text = target.read_text(path)
+        if text is None:
+            logger.debug("unit %s: %s %s no longer exists", loaded.unit, kind, path)
+            continue
+        try:
+            layers.append(Layer(path, kind, parse_unit(text)))
+        except UnitParseError as exc:
+            raise UnitParseError(f"{path}: {exc}") from exc
+    return layers
+
+
+def merge_layers(layers: list[Layer]) -> UnitFile:
+    """Return one UnitFile with the assignments of ``layers`` in order, as systemd applies them."""
+    merged = UnitFile()
+    for layer in layers:
+        _merge(merged, layer.unit)
+    return merged
+
+
+# -- enablement and activity -----------------------------------------------------
+
+ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "linked", "linked-runtime", "alias"})
+
+
+def enablement_links(target: Target, unit: str) -> list[str]:
+    """Return the ``*.wants``, ``*.requires`` and ``*.upholds`` links to ``unit`` under /etc and /run.
+
+    ``systemctl enable`` creates them; they can outlive a removed unit file,
+    and then ``is-enabled`` reports not-found while the links remain.
+    """
+    found = []
+    for directory in ("/etc/systemd/system", "/run/systemd/system"):
+        result = target.run(
+            "find", target.path(directory), "-mindepth", "2", "-maxdepth", "2", "-name", unit,
+            "(", "-path", "*.wants/*", "-o", "-path", "*.requires/*", "-o", "-path", "*.upholds/*", ")",
+            "-printf", "%P\\n",
+        )
+        if result.rc != 0 and "No such file" not in result.stderr:
+            raise TargetError(f"cannot list {target.path(directory)} on {target.name}: {result.stderr.strip()}")
+        found += [f"{directory}/{line}" for line in result.stdout.splitlines() if line]
+    return found
+
+
+def active_state(target: Target, unit: str) -> str:
+    """Return the unit's ActiveState from the running systemd (active, inactive, failed, ...)."""
+    result = target.run("systemctl", "show", "-p", "ActiveState", "--value", "--", unit)
+    state = result.stdout.strip()
+    if result.rc != 0 or not state:
+        raise TargetError(f"systemctl show -p ActiveState {unit} failed on {target.name}: {result.stderr.strip()}")
+    return state
+
+
+def own_dropins(dropin_paths: tuple[str, ...], unit: str) -> list[str]:
+    """Return the drop-ins from ``<unit>.d`` directories, leaving out type-wide and prefix ones.
+
+    A ``service.d`` or ``a-.service.d`` drop-in applies to other units too,
+    so it is not part of this unit's own files.
+    """
+    return [path for path in dropin_paths if posixpath.basename(posixpath.dirname(path)) == f"{unit}.d"]
+
+
+def unit_file_copies(target: Target, unit: str) -> list[str]:
+    """Return every ``<dir>/<unit>`` in the search path, leaving out links to /dev/null (masks)."""
+    copies = []
+    for directory in SEARCH_PATH:
+        path = f"{directory}/{unit}"
+        link = _read_link(target, path)
+        if link == "/dev/null":
+            continue
+        if link is not None or target.file_state(path).exists:
+            copies.append(path)
+    return copies
