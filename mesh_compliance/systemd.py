@@ -1,7 +1,7 @@
 """A systemd unit as systemd loads it: the fragment, its drop-ins and the command it runs.
 
 On a node where systemd runs, ``systemctl show`` returns the loaded unit, and
-NeedDaemonReload tells whether the files changed since the last
+NeedDaemonReload shows whether the files changed since the last
 ``daemon-reload``. On a root directory, or where systemd does not run, the
 unit is computed from the files the way systemd reads them. The fragment is
 the first one found in the unit search path, and the ``.conf`` drop-ins

@@ -153,7 +153,8 @@ STAND_IN = """\
 echo "$*" >> "$STAND_IN_DIR/calls"
 case "$1" in
   is-system-running) echo running ;;
-  show) cat "$STAND_IN_DIR/show" ;;
+  show) if [ "$3" = ActiveState ]; then cat "$STAND_IN_DIR/active"; else cat "$STAND_IN_DIR/show"; fi ;;
+  is-enabled) cat "$STAND_IN_DIR/enabled" ;;
   daemon-reload) if [ -f "$STAND_IN_DIR/show.reloaded" ]; then mv "$STAND_IN_DIR/show.reloaded" "$STAND_IN_DIR/show"; fi ;;
 esac
 exit 0
