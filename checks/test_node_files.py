@@ -242,8 +242,10 @@ def test_pending_setups(site, target, evidence):
 
 
 def _pending_scripts(target, directory: str) -> list[str]:
-    # pending-setups runs each *.sh regular file at depth 1; -xtype f also
+    # pending-setups runs each *.sh regular file at depth 1. -xtype f also
     # counts a symbolic link to a regular file, which bash runs the same way.
+    # NOTE: under --root, find resolves an absolute link target on the
+    # runner, not inside the root, so such a link may be judged wrongly.
     local = target.path(directory)
     result = target.run("find", local, "-mindepth", "1", "-maxdepth", "1", "-name", "*.sh", "-xtype", "f", "-printf", r"%f\0")
     if result.rc != 0:

@@ -86,22 +86,39 @@ def fix_config_tree(ctx: FixContext) -> None:
 def make_searchable(ctx: FixContext, target: Target, user: str, directory: str) -> None:
     """Let ``user`` search "/" and every directory down to ``directory``, top down.
 
-    Directories of the configuration tree get mode 0750. A directory above
-    it gets only the search bit of the class that applies to the user (owner,
+    A directory of the configuration tree is given to the gateway account,
+    then set to mode 0750 if that is not enough. A directory above the tree
+    gets only the search bit of the class that applies to the user (owner,
     group or other), so no account gains the right to list it.
     """
-    config_dir = ctx.site.gateway.config_dir
+    gateway = ctx.site.gateway
     for path in ancestors(directory):
         if can_search(target, user, path):
             continue
-        state = target.file_state(path)
-        if path == config_dir or path.startswith(config_dir.rstrip("/") + "/"):
-            _chmod(ctx, target, path, f"{TREE_DIRECTORY_MODE:o}", f"mode {state.mode:04o} to {TREE_DIRECTORY_MODE:04o}")
+        if _in_tree(path, gateway.config_dir):
+            _give_to_gateway(ctx, target, path)
+            if not can_search(target, user, path):
+                state = target.file_state(path)
+                _chmod(ctx, target, path, f"{TREE_DIRECTORY_MODE:o}", f"mode {state.mode:04o} to {TREE_DIRECTORY_MODE:04o}")
         else:
+            state = target.file_state(path)
             bit = _search_bit(target, user, state)
             _chmod(ctx, target, path, bit, f"mode {state.mode:04o}, added {bit} so {user} can search it")
         if not can_search(target, user, path):
             raise FixError(f"{user} still cannot search {path} after chmod; an ACL or a security module may deny it")
+
+
+def _in_tree(path: str, config_dir: str) -> bool:
+    return path == config_dir or path.startswith(config_dir.rstrip("/") + "/")
+
+
+def _give_to_gateway(ctx: FixContext, target: Target, path: str) -> None:
+    gateway = ctx.site.gateway
+    uid, gid = _ids(target, gateway.user, gateway.group)
+    state = target.file_state(path)
+    if (state.uid, state.gid) != (uid, gid):
+        _run(target, "chown", "-h", f"{uid}:{gid}", target.path(path))
+        ctx.changed(path, "changed owner", f"{state.owner}:{state.group} to {gateway.user}:{gateway.group}")
 
 
 def _search_bit(target: Target, user: str, state) -> str:

@@ -102,6 +102,7 @@ def test_package_config_files_left_warns(state, suite, tmp_path):
     state.install_package(build_package(tmp_path))
     state.dpkg("--remove", "carbonio-files-db")
     assert state.package_status("carbonio-files-db") == "deinstall ok config-files"
+    state.remove_file("/etc/zextras/service-discover/carbonio-files-db.hcl")
     run = suite("--control", PACKAGE)
     assert run.verdict(PACKAGE) == "WARN"
     assert "configuration files remain" in run.message(PACKAGE)
