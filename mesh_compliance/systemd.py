@@ -20,8 +20,8 @@ from mesh_compliance.log import logger
 from mesh_compliance.target import Target
 from mesh_compliance.units import EXEC_PREFIXES, UnitFile, UnitParseError, parse_unit
 
-# The unit search path of the system manager, highest precedence first. Real
-# systemd also reads generator and transient directories and
+# The unit search path of the system manager, highest precedence first.
+# NOTE: real systemd also reads generator and transient directories and
 # /usr/local/lib/systemd/system, which packages and admins do not use for this unit.
 SEARCH_PATH = (
     "/etc/systemd/system",
@@ -78,6 +78,8 @@ def load_unit(target: Target, unit: str) -> LoadedUnit:
 # -- live systemd --------------------------------------------------------------
 
 def _load_from_show(target: Target, unit: str) -> LoadedUnit:
+    # NOTE: this branch is tested only against a stand-in systemctl that prints
+    # systemd 252's output format, because the test machines run no systemd.
     result = target.run("systemctl", "show", "-p", ",".join(SHOW_PROPERTIES), "--", unit)
     if result.rc != 0:
         raise TargetError(f"systemctl show {unit} failed on {target.name}: {result.stderr.strip()}")
