@@ -203,6 +203,16 @@ def test_tree_fix_creates_missing_directory(state, suite):
     assert mode_of(path) == 0o750
 
 
+def test_tree_blocked_runner_directory_is_error(state, suite):
+    lab_dir = state.root_path("/").parent
+    mode = mode_of(lab_dir)
+    os.chmod(lab_dir, 0o700)
+    state.on_restore(lambda: os.chmod(lab_dir, mode))
+    run = suite("--control", TREE)
+    assert run.verdict(TREE) == "ERROR"
+    assert f"cannot search {lab_dir} on the runner" in run.message(TREE)
+
+
 # -- gateway-token-file -----------------------------------------------------------------
 
 def test_token_file_passes_when_compliant(suite):
