@@ -71,7 +71,8 @@ def test_gateway_config_tree(site, target, evidence):
 
     state = target.file_state(directory)
     evidence.observe("directory", state.describe())
-    assert state.exists and state.is_dir, evidence.why(f"configuration directory {directory} does not exist on {target.name}")
+    assert state.exists, evidence.why(f"configuration directory {directory} does not exist on {target.name}")
+    assert state.is_dir, evidence.why(f"{directory} exists on {target.name} but is not a directory")
 
     entries = tree(target, directory)
     wrong_owner = [f"{entry.path} ({target.user_name(entry.uid)}:{target.group_name(entry.gid)})"
@@ -203,7 +204,8 @@ def test_gateway_tls_options(site, consul, target, evidence):
 
     state = target.file_state(ca_file)
     evidence.observe("CA file", state.describe())
-    assert state.exists and state.is_file, evidence.why(f"CAFile {ca_file} of {service} does not exist on {target.name}")
+    assert state.exists, evidence.why(f"CAFile {ca_file} of {service} does not exist on {target.name}")
+    assert state.is_file, evidence.why(f"CAFile {ca_file} of {service} is not a regular file on {target.name}")
     readable = can_read(target, site.gateway.user, ca_file)
     evidence.observe(f"CA file readable by {site.gateway.user}", "yes" if readable else "no")
     assert readable, evidence.why(f"{site.gateway.user} cannot read CAFile {ca_file} of {service}")

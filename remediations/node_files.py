@@ -173,13 +173,15 @@ def fix_ca_file(ctx: FixContext) -> None:
     entry = ctx.consul.config_entry("terminating-gateway", gateway.service)
     item = linked_item(entry, ctx.site.external_service.name)
     ca_file = (item or {}).get("CAFile")
-    if not ca_file or can_read(target, gateway.user, ca_file):
+    if not ca_file:
         return
 
     state = target.file_state(ca_file)
-    if not state.exists:
-        raise FixError(f"CAFile {ca_file} does not exist on {target.name}; install the CA bundle there "
+    if not state.exists or not state.is_file:
+        raise FixError(f"CAFile {ca_file} is not a regular file on {target.name}; install the CA bundle there "
                        "(this fixer never removes CAFile from the entry)")
+    if can_read(target, gateway.user, ca_file):
+        return
 
     _, gid = _ids(target, gateway.user, gateway.group)
     if state.gid != gid:
