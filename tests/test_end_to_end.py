@@ -20,7 +20,20 @@ SEEDED_FAILURES = {
     "kv-db-credentials": "carbonio-files/db-password",
     "db-login": "KV lacks db-password",
     "files-db-package-absent": "install ok installed",
+    "gateway-token-file": "holds the text null",
+    "intention": "no intention allows carbonio-files -> carbonio-files-db",
+    "policy-file-matches": "only the file grants",
+    "registration-file-matches": "Service.Port",
+    "gateway-config-file-matches": "does not exist in Consul",
+    "gateway-unit-loaded": "-token-file is missing",
+    "gateway-name-agreement": "config entry none",
+    "db-ownership": "KV lacks carbonio-files/db-password",
 }
+
+# Controls whose fix comes from another control's fixer that runs earlier:
+# they pass by the time they run in the fix run.
+REPAIRED_BY_OTHERS = {"gateway-token-file", "policy-file-matches", "registration-file-matches",
+                      "gateway-config-file-matches", "gateway-unit-loaded", "gateway-name-agreement", "db-ownership"}
 
 
 class RowCounter(HTMLParser):
@@ -60,20 +73,23 @@ def test_seeded_audit_exits_non_compliant(flow):
 
 def test_fix_repairs_every_control(flow):
     run = flow["fixed"]
-    assert run.verdicts == {control_id: "FIXED" for control_id in SEEDED_FAILURES}, run.output[-3000:]
+    for control_id in SEEDED_FAILURES:
+        expected = "PASS" if control_id in REPAIRED_BY_OTHERS else "FIXED"
+        assert run.verdict(control_id) == expected, run.message(control_id)
+    assert set(run.verdicts.values()) <= {"PASS", "WARN", "N/A", "FIXED"}
     assert run.code == 0
 
 
 def test_audit_after_fix_is_compliant(flow):
     run = flow["again"]
-    assert set(run.verdicts.values()) <= {"PASS", "WARN"}
+    assert set(run.verdicts.values()) <= {"PASS", "WARN", "N/A"}
     assert run.code == 0
 
 
 def test_second_fix_changes_nothing(flow):
     run = flow["second_fix"]
     assert all(record["fix"] is None for record in run.document["results"])
-    assert set(run.verdicts.values()) <= {"PASS", "WARN"}
+    assert set(run.verdicts.values()) <= {"PASS", "WARN", "N/A"}
 
 
 def test_html_report_has_one_row_per_control(flow):
@@ -81,7 +97,7 @@ def test_html_report_has_one_row_per_control(flow):
     parser.feed((flow["work"] / "audit.html").read_text())
     assert parser.blob, "pytest-html embedded no data"
     rows = re.findall(r"col-control&#34;&gt;|col-control\\\"|col-control", parser.blob)
-    assert len(set(re.findall(r"checks/test_\w+\.py::test_\w+", parser.blob))) == len(SEEDED_FAILURES)
+    assert len(set(re.findall(r"checks/test_\w+\.py::test_\w+", parser.blob))) == len(flow["first"].verdicts)
     assert rows
 
 
