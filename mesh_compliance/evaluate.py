@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mesh_compliance.changes import ChangeLog, GuardedConsul
 from mesh_compliance.consul import ConsulClient
 from mesh_compliance.controls import ControlSpec, Evidence
 from mesh_compliance.errors import FixError, Undecided
@@ -35,14 +36,53 @@ class Outcome:
 
 def evaluate_control(item: pytest.Item, spec: ControlSpec, run) -> Outcome:
     outcome = _check(item)
-    if outcome.verdict != "FAIL" or not item.config.option.mesh_fix:
+    if outcome.verdict != "FAIL" or not run.fix:
         return outcome
 
     fixer = _fixer(spec.id)
     if fixer is None:
         outcome.fix = {"status": "none", "reason": "no fixer exists for this control; repair it by hand", "changes": []}
         return outcome
+
+    blocked = _blocking_prerequisite(spec.id, run)
+    if blocked:
+        outcome.fix = {"status": "not attempted", "reason": blocked, "changes": [], "before": outcome.message}
+        return outcome
+    if run.dry_run:
+        return _plan(item, spec, run, fixer, outcome)
     return _fix_and_recheck(item, spec, run, fixer, outcome)
+
+
+def _blocking_prerequisite(control_id: str, run) -> str:
+    """Name a prerequisite control that failed in this run, so its dependant is not attempted."""
+    from remediations import PREREQUISITES
+
+    for required in PREREQUISITES.get(control_id, ()):
+        record = run.latest(required)
+        if record is None:
+            continue
+        fix = record.get("fix") or {}
+        if run.dry_run and fix.get("status") == "planned":
+            continue
+        if record["verdict"] in ("FAIL", "FIX FAILED", "ERROR"):
+            return f"prerequisite control {required} is {record['verdict']}; repair it first"
+    return ""
+
+
+def _plan(item, spec: ControlSpec, run, fixer, before: Outcome) -> Outcome:
+    """Run the fixer with every change recorded instead of made; the verdict stays FAIL."""
+    context = _context(item, spec, run)
+    fix = {"status": "planned", "reason": "", "changes": [], "before": before.message, "plan": []}
+    try:
+        fixer(context)
+    except FixRefused as exc:
+        fix.update(status="not applied", reason=redact(str(exc)))
+    except (FixError, Undecided) as exc:
+        fix["reason"] = f"the plan may be incomplete: {redact(str(exc))}"
+    fix["changes"] = _changes(context)
+    fix["plan"] = [redact(change.describe()) for change in context.log.planned]
+    before.fix = fix
+    return before
 
 
 def _check(item: pytest.Item) -> Outcome:
@@ -68,7 +108,7 @@ def _check(item: pytest.Item) -> Outcome:
 
 
 def _fix_and_recheck(item, spec: ControlSpec, run, fixer, before: Outcome) -> Outcome:
-    context = _context(item, run)
+    context = _context(item, spec, run)
     fix = {"status": "", "reason": "", "changes": [], "before": before.message}
 
     try:
@@ -102,14 +142,18 @@ def _fix_and_recheck(item, spec: ControlSpec, run, fixer, before: Outcome) -> Ou
     return after
 
 
-def _context(item: pytest.Item, run) -> FixContext:
+def _context(item: pytest.Item, spec: ControlSpec, run) -> FixContext:
     consul = item.funcargs.get("consul")
     if not isinstance(consul, ConsulClient):
         consul = ConsulClient(run.settings)
+    target = item.funcargs.get("target")
+    log = ChangeLog(spec.id, run.dry_run, run.journal(target.name if target is not None else "cluster"),
+                    own_accessor=run.consul_info.get("token_accessor", ""),
+                    own_policy_ids=frozenset(run.consul_info.get("token_policy_ids", ())))
     return FixContext(
-        site=run.site, consul=consul, target=item.funcargs.get("target"),
+        site=run.site, consul=GuardedConsul(consul, log), target=target,
         allow=frozenset(item.config.option.mesh_allow), backup_dir=Path(item.config.option.mesh_backup_dir),
-        run_id=run.run_id,
+        run_id=run.run_id, log=log,
     )
 
 

@@ -14,7 +14,6 @@ import os
 import psycopg
 from psycopg import sql
 
-from mesh_compliance.log import logger
 
 SCRAM_ITERATIONS = 4096
 
@@ -45,13 +44,9 @@ def database_owner(conn: psycopg.Connection, database: str) -> str | None:
     return row[0] if row else None
 
 
-def create_role(conn: psycopg.Connection, role: str, password: str) -> None:
-    statement = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(scram_verifier(password)))
-    logger.debug("db admin: CREATE ROLE %s LOGIN PASSWORD <scram verifier>", role)
-    conn.execute(statement)
+def create_role_statement(role: str, password: str) -> sql.Composed:
+    return sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(scram_verifier(password)))
 
 
-def create_database(conn: psycopg.Connection, database: str, owner: str) -> None:
-    statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner))
-    logger.debug("db admin: CREATE DATABASE %s OWNER %s", database, owner)
-    conn.execute(statement)
+def create_database_statement(database: str, owner: str) -> sql.Composed:
+    return sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner))

@@ -46,6 +46,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="end state to assert: deployed or decommissioned; default: the site file's profile")
     group.addoption("--fix", dest="mesh_fix", action="store_true",
                     help="run the fixer of every failing control, then the control again")
+    group.addoption("--dry-run", dest="mesh_dry_run", action="store_true",
+                    help="with --fix (implied): show the change each fixer would make and change nothing")
+    group.addoption("--journal-dir", dest="mesh_journal_dir", default="reports/journal", metavar="DIR",
+                    help="where each fixing run journals its changes (default reports/journal)")
+    group.addoption("--rollback", dest="mesh_rollback", metavar="RUN_ID",
+                    help="undo the changes journalled by fixing run RUN_ID, newest first, and exit")
+    group.addoption("--lock-timeout", dest="mesh_lock_timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="how long a fixing run waits for another one on the same target (default 60)")
     group.addoption("--allow", dest="mesh_allow", action="append", default=[], metavar="KIND",
                     choices=sorted(OPT_IN_KINDS),
                     help="allow a risky kind of fix: " + "; ".join(f"{k}: {v}" for k, v in OPT_IN_KINDS.items()))
@@ -53,6 +61,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write one JSON record per control and node to PATH")
     group.addoption("--backup-dir", dest="mesh_backup_dir", default="reports/backups", metavar="DIR",
                     help="where fixers keep the previous version of Consul objects (default reports/backups)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config):
+    if config.option.mesh_rollback:
+        from mesh_compliance.rollback_command import run_rollback
+
+        return run_rollback(config)
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -225,6 +242,20 @@ def pytest_report_teststatus(report, config):
     if verdict == "N/A":
         return "skipped", "s", "N/A"
     return None
+
+
+def pytest_sessionstart(session):
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or not run.fix or run.dry_run:
+        return
+    from mesh_compliance.locking import LockBusy, lock_for
+
+    lock = lock_for(session.config, run)
+    try:
+        lock.acquire()
+    except LockBusy as exc:
+        pytest.exit(str(exc), returncode=results.EXIT_LOCKED)
+    session.config.add_cleanup(lock.release)
 
 
 @pytest.hookimpl(trylast=True)

@@ -29,6 +29,8 @@ SCHEMA_VERSION = 1
 EXIT_COMPLIANT = 0
 EXIT_NON_COMPLIANT = 10
 EXIT_UNDECIDED = 11
+EXIT_LOCKED = 13
+EXIT_ROLLBACK_INCOMPLETE = 14
 
 PREFIX = "mesh_"
 SECRET_NAME = re.compile(r"token|password|secret|passwd|credential|auth", re.IGNORECASE)
@@ -51,6 +53,8 @@ class Run:
     root: str | None
     fix: bool
     profile: str = "deployed"
+    dry_run: bool = False
+    journal_dir: str = "reports/journal"
     records: list[dict] = field(default_factory=list)
     consul_info: dict = field(default_factory=dict)
 
@@ -59,13 +63,28 @@ class Run:
         now = dt.datetime.now(dt.timezone.utc)
         run_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
         return cls(site, settings, run_id, now.isoformat(timespec="seconds"),
-                   config.option.mesh_results_json, config.option.mesh_root, bool(config.option.mesh_fix),
-                   profile=config.option.mesh_profile or site.profile)
+                   config.option.mesh_results_json, config.option.mesh_root,
+                   bool(config.option.mesh_fix or config.option.mesh_dry_run),
+                   profile=config.option.mesh_profile or site.profile,
+                   dry_run=bool(config.option.mesh_dry_run),
+                   journal_dir=config.option.mesh_journal_dir)
 
     def note_consul(self, client, identity: dict) -> None:
         """Record which token identity and agent the run used (never the secret)."""
         self.consul_info["token_accessor"] = identity.get("AccessorID", "")
         self.consul_info["token_description"] = identity.get("Description", "")
+        self.consul_info["token_policy_ids"] = [link.get("ID") for link in identity.get("Policies") or []]
+
+    def journal(self, target: str):
+        """Return the journal of this run, or None in a dry run, which changes nothing."""
+        from mesh_compliance.journal import Journal
+
+        return None if self.dry_run else Journal(Path(self.journal_dir), self.run_id, target)
+
+    def latest(self, control_id: str) -> dict | None:
+        """Return the last record of a control in this run, if it has run."""
+        matches = [record for record in self.records if record["control"] == control_id]
+        return matches[-1] if matches else None
 
     def metadata(self) -> dict:
         site_digest = ""
@@ -79,7 +98,7 @@ class Run:
             "Consul address": self.settings.address,
             "Consul token from": self.settings.token_source,
             "Target root": self.root or "/",
-            "Fix mode": "on" if self.fix else "off (audit only)",
+            "Fix mode": "dry run (plan only)" if self.dry_run else "on" if self.fix else "off (audit only)",
             "Profile": self.profile,
             "Run by": f"{getpass.getuser()}@{socket.gethostname()}",
         }
@@ -134,6 +153,7 @@ class Run:
             "site_file": self.site.source,
             "consul_address": self.settings.address,
             "fix": self.fix,
+            "dry_run": self.dry_run,
             "profile": self.profile,
             "exit_code": exit_code,
             "summary": dict(self.counts()),

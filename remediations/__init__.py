@@ -39,3 +39,19 @@ FIXERS: dict[str, str | None] = {
     "decom-service-deregistered": "remediations.decommission:fix_service_deregistered",
     "decom-tokens-unlinked": "remediations.decommission:fix_tokens_unlinked",
 }
+
+# A fixer is not attempted while one of these controls failed earlier in the
+# same run, because its change would build on a missing or broken object.
+PREREQUISITES: dict[str, tuple[str, ...]] = {
+    "gateway-config-tree": ("gateway-account",),
+    "acl-token": ("gateway-account", "acl-policy"),
+    "gateway-token-file": ("gateway-account", "acl-token"),
+    "gateway-tls-options": ("gateway-account", "gateway-config-entry"),
+    "intention": ("gateway-config-entry",),
+    "policy-file-matches": ("gateway-account", "acl-policy"),
+    "registration-file-matches": ("gateway-account", "catalog-external-service"),
+    "gateway-config-file-matches": ("gateway-account", "gateway-config-entry"),
+    "gateway-unit": ("gateway-account",),
+    "gateway-unit-loaded": ("gateway-unit",),
+    "db-login": ("kv-db-credentials",),
+}

@@ -29,7 +29,7 @@ def fix_policy(ctx: FixContext) -> None:
         "Name": policy["Name"],
         "Description": site.acl.policy_description,
         "Rules": rules,
-        "Datacenters": policy.get("Datacenters") or [],
+        "Datacenters": policy.get("Datacenters"),
     }
     ctx.consul.update_policy(policy["ID"], body)
     ctx.changed(f"ACL policy {site.acl.policy}", "updated rules in place", f"ID {policy['ID']}")
@@ -63,7 +63,6 @@ def fix_token(ctx: FixContext) -> None:
         raise FixError(f"Consul created token {token.get('AccessorID')} but did not return its SecretID; the fixing token needs acl:write")
     ctx.changed("ACL token", "created", f"AccessorID {token['AccessorID']} linked to {site.acl.policy}")
 
-    backup = ctx.keep_file(site.gateway.token_file)
-    ctx.write_file(site.gateway.token_file, secret + "\n", owner=site.gateway.user, group=site.gateway.group, mode=0o600)
+    backup = ctx.write_file(site.gateway.token_file, secret + "\n", owner=site.gateway.user, group=site.gateway.group, mode=0o600)
     detail = f"owner {site.gateway.user}:{site.gateway.group}, mode 0600" + (f", previous file kept as {backup}" if backup else "")
     ctx.changed(f"token file {site.gateway.token_file}", "wrote", detail)

@@ -21,6 +21,7 @@ def fix_registration(ctx: FixContext) -> None:
 
     for entry in entries:
         if entry.get("ServiceID") != service.id:
+            ctx.require_opt_in("deregister-service")
             ctx.consul.catalog_deregister({"Node": service.node, "ServiceID": entry["ServiceID"]})
             ctx.changed(f"catalog service {entry['ServiceID']} on {service.node}", "deregistered",
                         "its ServiceID differs from the site's")

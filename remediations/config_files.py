@@ -66,7 +66,6 @@ def _rewrite(ctx: FixContext, path: str, text: str, source: str) -> None:
     # NOTE: the backup keeps the previous file's owner, so a file that
     # belonged to another account leaves a backup that gateway-config-tree
     # reports until that fixer or the operator changes it.
-    backup = ctx.keep_file(path)
-    ctx.write_file(path, text, owner=gateway.user, group=gateway.group, mode=FILE_MODE)
+    backup = ctx.write_file(path, text, owner=gateway.user, group=gateway.group, mode=FILE_MODE)
     backup_note = f", previous file kept as {backup}" if backup else ""
     ctx.changed(path, "rewrote", f"{source}; owner {gateway.user}:{gateway.group}, mode {FILE_MODE:04o}{backup_note}")

@@ -34,12 +34,12 @@ def fix_unit_removed(ctx: FixContext) -> None:
     live = live_systemd(target)
 
     if live and active_state(target, unit) not in STOPPED_STATES:
-        systemctl(target, "stop", unit)
+        systemctl(ctx, "stop", unit)
         ctx.changed(f"unit {unit}", "stopped")
 
     # disable reads the [Install] section, so it runs before the files move.
     if target.unit_enabled_state(unit) in ENABLED_STATES or enablement_links(target, unit):
-        systemctl(target, "disable", unit)
+        systemctl(ctx, "disable", unit)
         ctx.changed(f"unit {unit}", "disabled")
         left = enablement_links(target, unit)
         if left:
@@ -51,7 +51,7 @@ def fix_unit_removed(ctx: FixContext) -> None:
         ctx.changed(f"unit file {path}", "moved aside", f"kept as {backup}")
 
     if live and files:
-        systemctl(target, "daemon-reload")
+        systemctl(ctx, "daemon-reload")
         ctx.changed("systemd", "reloaded unit files")
 
 

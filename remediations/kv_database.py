@@ -83,7 +83,9 @@ def fix_db_login(ctx: FixContext) -> None:
 def _ensure_role(ctx: FixContext, conn, creds: dict) -> None:
     role = creds["db-username"]
     if not pgadmin.role_exists(conn, role):
-        pgadmin.create_role(conn, role, creds["db-password"])
+        ctx.require_opt_in("create-db-role")
+        ctx.sql(conn, pgadmin.create_role_statement(role, creds["db-password"]),
+                f'CREATE ROLE "{role}" LOGIN PASSWORD <scram verifier>')
         ctx.changed(f"database role {role}", "created", "LOGIN, password from KV (sent as a SCRAM verifier)")
         return
 
@@ -99,5 +101,7 @@ def _ensure_database(ctx: FixContext, conn, creds: dict) -> None:
     database, role = creds["db-name"], creds["db-username"]
     owner = pgadmin.database_owner(conn, database)
     if owner is None:
-        pgadmin.create_database(conn, database, role)
+        ctx.require_opt_in("create-db-role")
+        ctx.sql(conn, pgadmin.create_database_statement(database, role),
+                f'CREATE DATABASE "{database}" OWNER "{role}"')
         ctx.changed(f"database {database}", "created", f"owner {role}")

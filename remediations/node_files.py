@@ -36,7 +36,7 @@ def fix_account(ctx: FixContext) -> None:
 
     gid = target.group_id(group)
     if gid is None:
-        _run(target, "groupadd", *root, "--system", group)
+        _run(ctx, "groupadd", *root, "--system", group)
         ctx.changed(f"group {group}", "created", "system group")
     elif not limits.gid_ok(gid):
         raise FixError(f"group {group} has gid {gid}, outside the system range 1-{limits.gid_max}; "
@@ -45,13 +45,13 @@ def fix_account(ctx: FixContext) -> None:
     account = target.account(user)
     if account is None:
         shell = nologin_shell(target)
-        _run(target, "useradd", *root, "--system", "--no-create-home", "--shell", shell, "--gid", group, user)
+        _run(ctx, "useradd", *root, "--system", "--no-create-home", "--shell", shell, "--gid", group, user)
         ctx.changed(f"user {user}", "created", f"system account in group {group}, no home directory, shell {shell}")
         return
 
     if account.shell not in NOLOGIN_SHELLS:
         shell = nologin_shell(target)
-        _run(target, "usermod", *root, "--shell", shell, user)
+        _run(ctx, "usermod", *root, "--shell", shell, user)
         ctx.changed(f"user {user}", "changed shell", f"{account.shell or '(empty)'} to {shell}")
     if not limits.uid_ok(account.uid):
         raise FixError(f"user {user} has uid {account.uid}, outside the system range 1-{limits.uid_max}; "
@@ -68,12 +68,12 @@ def fix_config_tree(ctx: FixContext) -> None:
     directory = gateway.config_dir
 
     if not target.file_state(directory).exists:
-        _run(target, "mkdir", "-p", "-m", f"{TREE_DIRECTORY_MODE:o}", target.path(directory))
+        _run(ctx, "mkdir", "-p", "-m", f"{TREE_DIRECTORY_MODE:o}", target.path(directory))
         ctx.changed(f"directory {directory}", "created", f"mode {TREE_DIRECTORY_MODE:04o}")
 
     for entry in tree(target, directory):
         if (entry.uid, entry.gid) != (uid, gid):
-            _run(target, "chown", "-h", f"{uid}:{gid}", target.path(entry.path))
+            _run(ctx, "chown", "-h", f"{uid}:{gid}", target.path(entry.path))
             ctx.changed(entry.path, "changed owner", f"{target.user_name(entry.uid)}:{target.group_name(entry.gid)} "
                                                      f"to {gateway.user}:{gateway.group}")
 
@@ -117,7 +117,7 @@ def _give_to_gateway(ctx: FixContext, target: Target, path: str) -> None:
     uid, gid = _ids(target, gateway.user, gateway.group)
     state = target.file_state(path)
     if (state.uid, state.gid) != (uid, gid):
-        _run(target, "chown", "-h", f"{uid}:{gid}", target.path(path))
+        _run(ctx, "chown", "-h", f"{uid}:{gid}", target.path(path))
         ctx.changed(path, "changed owner", f"{state.owner}:{state.group} to {gateway.user}:{gateway.group}")
 
 
@@ -148,7 +148,7 @@ def fix_token_file(ctx: FixContext) -> None:
 
     uid, gid = _ids(target, gateway.user, gateway.group)
     if (state.uid, state.gid) != (uid, gid):
-        _run(target, "chown", f"{uid}:{gid}", target.path(path))
+        _run(ctx, "chown", f"{uid}:{gid}", target.path(path))
         ctx.changed(f"token file {path}", "changed owner", f"{state.owner}:{state.group} to {gateway.user}:{gateway.group}")
     if state.mode & 0o077 or not state.mode & 0o400:
         _chmod(ctx, target, path, f"{TOKEN_FILE_MODE:o}", f"mode {state.mode:04o} to {TOKEN_FILE_MODE:04o}")
@@ -185,7 +185,7 @@ def fix_ca_file(ctx: FixContext) -> None:
 
     _, gid = _ids(target, gateway.user, gateway.group)
     if state.gid != gid:
-        _run(target, "chgrp", str(gid), target.path(ca_file))
+        _run(ctx, "chgrp", str(gid), target.path(ca_file))
         ctx.changed(f"CA file {ca_file}", "changed group", f"{state.group} to {gateway.group}")
     if not state.mode & 0o040:
         _chmod(ctx, target, ca_file, "g+r", f"mode {state.mode:04o}, added g+r")
@@ -193,7 +193,7 @@ def fix_ca_file(ctx: FixContext) -> None:
         # The owner class applies to the owner, so the group bit alone would not help.
         _chmod(ctx, target, ca_file, "u+r", f"mode {state.mode:04o}, added u+r")
 
-    if not can_read(target, gateway.user, ca_file):
+    if not ctx.dry_run and not can_read(target, gateway.user, ca_file):
         blocked = unsearchable(target, gateway.user, ca_file.rsplit("/", 1)[0] or "/")
         where = f": it cannot search {', '.join(blocked)}" if blocked else ""
         raise FixError(f"{gateway.user} still cannot read CAFile {ca_file}{where}; this fixer changes only the file's group and read bits")
@@ -209,11 +209,9 @@ def _ids(target: Target, user: str, group: str) -> tuple[int, int]:
 
 
 def _chmod(ctx: FixContext, target: Target, node_path: str, mode: str, detail: str) -> None:
-    _run(target, "chmod", mode, target.path(node_path))
+    _run(ctx, "chmod", mode, target.path(node_path))
     ctx.changed(node_path, "changed mode", detail)
 
 
-def _run(target: Target, *argv: str) -> None:
-    result = target.run(*argv)
-    if result.rc != 0:
-        raise FixError(f"{' '.join(argv)} failed on {target.name}: {(result.stderr or result.stdout).strip()}")
+def _run(ctx: FixContext, *argv: str) -> None:
+    ctx.run(*argv)

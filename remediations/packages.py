@@ -1,6 +1,5 @@
 """Fixer for packages that must be absent."""
 
-from mesh_compliance.errors import FixError
 from mesh_compliance.fixing import FixContext
 from mesh_compliance.packages import detect_manager, package_state
 
@@ -20,9 +19,7 @@ def fix_absent(ctx: FixContext) -> None:
         if not (state.present or state.config_files_only):
             continue
         argv = _purge_command(target, manager, name)
-        result = target.run(*argv)
-        if result.rc != 0:
-            raise FixError(f"{' '.join(argv)} failed on {target.name}: {(result.stderr or result.stdout).strip()}")
+        ctx.run(*argv)
         ctx.changed(f"package {name}", "purged", f"was {state.status}")
 
 

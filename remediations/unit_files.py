@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import time
 
-from mesh_compliance.errors import FixError
 from mesh_compliance.fixing import FixContext
 from mesh_compliance.target import Target
 
@@ -16,29 +13,16 @@ def move_aside(ctx: FixContext, node_path: str) -> str:
     The file is kept, never deleted, and systemd ignores it under the new
     name because the name no longer ends in a unit suffix or ``.conf``.
     """
-    target = ctx.require_target()
-    if not target.is_local:
-        raise FixError(f"moving unit files is supported on the local backend only, not on {target.name}")
-
-    local = target.path(node_path)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    backup, counter = f"{node_path}.{stamp}.bak", 1
-    while os.path.lexists(target.path(backup)):
-        backup = f"{node_path}.{stamp}-{counter}.bak"
-        counter += 1
-
-    try:
-        os.rename(local, target.path(backup))
-    except OSError as exc:
-        raise FixError(f"cannot move {local} aside: {exc.strerror}") from exc
-    return backup
+    return ctx.move_aside(node_path)
 
 
-def systemctl(target: Target, *args: str) -> None:
-    """Run ``systemctl [--root] ARGS`` and raise FixError when it fails."""
-    result = target.systemctl(*args)
-    if result.rc != 0:
-        raise FixError(f"systemctl {' '.join(args)} failed on {target.name}: {result.stderr.strip()}")
+UNDO_VERBS = {"enable": "disable", "disable": "enable", "start": "stop", "stop": "start"}
+
+
+def systemctl(ctx: FixContext, *args: str) -> None:
+    """Run ``systemctl [--root] ARGS`` through the fix context; raise FixError when it fails."""
+    verb = UNDO_VERBS.get(args[0]) if args else None
+    ctx.systemctl(*args, undo=(verb, *args[1:]) if verb else None)
 
 
 def live_systemd(target: Target) -> bool:

@@ -34,13 +34,16 @@ def fix_loaded_unit(ctx: FixContext) -> None:
             backup = move_aside(ctx, layer.path)
             ctx.changed(f"{layer.kind} {layer.path}", "moved aside", f"kept as {backup}")
         if live:
-            systemctl(target, "daemon-reload")
+            systemctl(ctx, "daemon-reload")
             ctx.changed("systemd", "reloaded unit files")
-            systemctl(target, "try-restart", site.gateway.unit)
+            systemctl(ctx, "try-restart", site.gateway.unit)
             ctx.changed(f"unit {site.gateway.unit}", "restarted if it was running")
+        if ctx.dry_run:
+            # Nothing moved, so another pass would find the same files again.
+            break
 
     if live and load_unit(target, site.gateway.unit).need_daemon_reload:
-        systemctl(target, "daemon-reload")
+        systemctl(ctx, "daemon-reload")
         ctx.changed("systemd", "reloaded unit files", "the loaded unit differed from its files")
 
 

@@ -12,6 +12,9 @@ import pytest
 from tests.labstate import LabState
 from tests.suite import run_suite
 
+# Every opt-in kind a repair of the seeded lab needs.
+ALL_OPT_INS = ("--allow=remove-package", "--allow=create-db-role", "--allow=deregister-service")
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab runs useradd --root and dpkg --root, which need root")
 
 
@@ -42,7 +45,7 @@ def drifted_lab(lab_parent, request):
 def compliant_lab(lab_parent, tmp_path_factory):
     """A lab repaired once with --fix; tests that change it restore it."""
     lab = _start(lab_parent, "compliant")
-    run = run_suite(lab, tmp_path_factory.mktemp("repair"), "--fix", "--allow", "remove-package")
+    run = run_suite(lab, tmp_path_factory.mktemp("repair"), "--fix", *ALL_OPT_INS)
     if run.code != 0:
         lab.down()
         pytest.fail(f"the lab could not be repaired (exit {run.code}):\n{run.output[-4000:]}")

@@ -54,7 +54,7 @@ def test_catalog_id_differs_from_site_fails(state, suite, tmp_path):
 def test_catalog_fix_moves_to_site_id(state, suite, tmp_path):
     state.keep_catalog_service()
     site = site_with_id(state, tmp_path, "carbonio-files-db-external")
-    assert suite("--control", CATALOG, "--fix", f"--site={site}").verdict(CATALOG) == "FIXED"
+    assert suite("--control", CATALOG, "--fix", "--allow=deregister-service", f"--site={site}").verdict(CATALOG) == "FIXED"
     entries = state.consul_ok("GET", "/v1/catalog/service/carbonio-files-db")
     assert [entry["ServiceID"] for entry in entries] == ["carbonio-files-db-external"]
 
@@ -97,7 +97,7 @@ def test_catalog_hidden_by_acls_is_error(state, suite, tmp_path):
 def test_catalog_fix_replaces_wrong_id_and_port(state, suite):
     state.deregister(NODE, "carbonio-gateway")
     state.register(registration(state, service={"ID": "old-id", "Port": 5433}))
-    run = suite("--control", CATALOG, "--fix")
+    run = suite("--control", CATALOG, "--fix", "--allow=deregister-service")
     assert run.verdict(CATALOG) == "FIXED"
     entries = state.consul_ok("GET", "/v1/catalog/service/carbonio-files-db")
     assert [(entry["ServiceID"], entry["ServicePort"]) for entry in entries] == [("carbonio-gateway", state.site["external_service"]["port"])]

@@ -121,7 +121,7 @@ def test_login_without_kv_credentials_fails(state, suite):
 def test_login_fix_creates_role_and_database(state, suite):
     state.sql(f'DROP DATABASE "{ROLE}"')
     state.sql(f'DROP ROLE "{ROLE}"')
-    run = suite("--control", LOGIN, "--fix")
+    run = suite("--control", LOGIN, "--fix", "--allow=create-db-role")
     assert run.verdict(LOGIN) == "FIXED"
     assert any("created" in change for change in run.record(LOGIN)["fix"]["changes"])
     assert suite("--control", LOGIN, "--fix").record(LOGIN)["fix"] is None

@@ -12,7 +12,7 @@ from mesh_compliance.expected import unit_text
 from mesh_compliance.fixing import FixContext
 from mesh_compliance.site import Site
 from remediations.decommission import fix_unit_removed
-from tests.conftest import needs_root
+from tests.conftest import ALL_OPT_INS, needs_root
 from tests.labstate import LabState
 from tests.suite import run_suite
 from tests.test_unit_loaded import calls, local_target, stand_in  # noqa: F401 (stand_in is a fixture)
@@ -34,7 +34,7 @@ GLOBAL_MANAGEMENT = "00000000-0000-0000-0000-000000000001"
 @pytest.fixture(scope="module")
 def deployed(drifted_lab, tmp_path_factory):
     """A fresh lab repaired to the deployed state; the decommission tests then remove it."""
-    run_suite(drifted_lab, tmp_path_factory.mktemp("deploy"), "--fix", "--allow=remove-package")
+    run_suite(drifted_lab, tmp_path_factory.mktemp("deploy"), "--fix", *ALL_OPT_INS)
     state = LabState(drifted_lab)
     assert state.systemctl("is-enabled", UNIT).stdout.strip() == "enabled"
     assert state.consul("GET", "/v1/config/terminating-gateway/carbonio-gateway").status_code == 200

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import ALL_OPT_INS, needs_root
 from tests.suite import run_suite
 
 pytestmark = [needs_root, pytest.mark.lab]
@@ -54,9 +54,9 @@ def flow(drifted_lab, tmp_path_factory):
     work = tmp_path_factory.mktemp("flow")
     html = work / "audit.html"
     first = run_suite(drifted_lab, work, f"--html={html}", "--self-contained-html")
-    fixed = run_suite(drifted_lab, work, "--fix", "--allow", "remove-package", f"--html={work / 'fix.html'}", "--self-contained-html")
+    fixed = run_suite(drifted_lab, work, "--fix", *ALL_OPT_INS, f"--html={work / 'fix.html'}", "--self-contained-html")
     again = run_suite(drifted_lab, work, f"--html={work / 'final.html'}", "--self-contained-html")
-    second_fix = run_suite(drifted_lab, work, "--fix", "--allow", "remove-package")
+    second_fix = run_suite(drifted_lab, work, "--fix", *ALL_OPT_INS)
     return {"first": first, "fixed": fixed, "again": again, "second_fix": second_fix, "work": work, "lab": drifted_lab}
 
 

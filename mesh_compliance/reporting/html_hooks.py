@@ -22,7 +22,7 @@ def pytest_html_results_summary(prefix, summary, postfix):
     if run is None:
         return
     counts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(run.counts().items()))
-    mode = "fix run" if run.fix else "audit only"
+    mode = "dry run: fixes planned, nothing changed" if run.dry_run else "fix run" if run.fix else "audit only"
     prefix.append(f"<p><strong>Compliance verdicts:</strong> {escape(counts or 'none yet')} "
                   f"({escape(mode)}, profile {escape(run.profile)}, run {escape(run.run_id)})</p>")
 
@@ -75,5 +75,6 @@ def _details(props: dict) -> str:
         rows.append(("Before the fix", fix.get("before", "")))
         rows.append(("Fix outcome", f"{fix['status']} {fix.get('reason', '')}".strip()))
         rows += [("Fix change", change) for change in fix.get("changes", [])]
+        rows += [("Planned change", change) for change in fix.get("plan", [])]
     body = "".join(f"<tr><th>{escape(k)}</th><td><pre>{escape(str(v))}</pre></td></tr>" for k, v in rows if v)
     return f'<table class="mesh-evidence">{body}</table>'
