@@ -1,8 +1,8 @@
 """Every change a fixer makes passes through here: planned, guarded, journalled.
 
 Fixers are written once. In a dry run the same fixer code runs, but each
-write is recorded as a planned change (with a before/after diff) and not
-sent; in a real run each write is checked against the safety guards, sent,
+write is recorded as a planned change with a before/after diff and is not
+sent. In a real run each write is checked against the safety guards, sent,
 and written to the journal with the state before it and how to undo it.
 """
 
@@ -42,7 +42,7 @@ class PlannedChange:
 
 @dataclass
 class ChangeLog:
-    """What one fixer changed or, in a dry run, would change."""
+    """Record of the changes one fixer made or, in a dry run, would make."""
 
     control: str
     dry_run: bool
@@ -212,8 +212,11 @@ def _views(path: str, before, after):
     left out, and KV values are never shown.
     """
     if path.startswith("/v1/kv/"):
-        old = None if before is None else {"value": "<existing value>" if before and before[0].get("Value") else "<empty>"}
-        return old, {"value": f"<new value, {len(after or '')} characters>"}
+        new = {"value": f"<new value, {len(after or '')} characters>"}
+        if before is None:
+            return None, new
+        has_value = bool(before and before[0].get("Value"))
+        return {"value": "<existing value>" if has_value else "<empty>"}, new
     if path in ("/v1/catalog/register", "/v1/catalog/deregister") and isinstance(after, dict):
         return _catalog_view(before, after), after
     if isinstance(before, dict) and isinstance(after, dict):

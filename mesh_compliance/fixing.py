@@ -1,4 +1,4 @@
-"""What fixers stand on: the fix context, backups, journalled and planned changes.
+"""The fix context that fixers use: backups, journalled and planned changes.
 
 A fixer reads the actual state, compares it with the site, applies only the
 difference and reports each change. Every change goes through this context:
@@ -53,7 +53,7 @@ class Change:
 
 @dataclass
 class CommandResult:
-    """What a planned command returns in a dry run, shaped like testinfra's result."""
+    """Result of a planned command in a dry run, shaped like testinfra's result."""
 
     rc: int = 0
     stdout: str = ""
@@ -257,7 +257,7 @@ def _mask(text: str | None) -> str | None:
 
 
 def _digest_text(text: str | None) -> dict | None:
-    """Describe file content for the journal: its digest, and the text unless it holds a secret."""
+    """Describe file content for the journal: its digest, and the text unless it contains a secret."""
     if text is None:
         return None
     from mesh_compliance.journal import digest

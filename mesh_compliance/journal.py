@@ -53,7 +53,7 @@ class Journal:
 
     def record(self, *, control: str, kind: str, obj: str, action: str,
                before=None, after=None, backup: str | None = None, undo: dict | None = None) -> dict:
-        """Append one entry; ``undo`` says how rollback restores the previous state."""
+        """Append one entry; ``undo`` describes how rollback restores the previous state."""
         entry = {
             "schema_version": JOURNAL_SCHEMA_VERSION,
             "run_id": self.run_id,

@@ -25,7 +25,7 @@ class Restored:
 
 
 def rollback(entries: list[dict], consul: ConsulClient, target: Target | None) -> list[Restored]:
-    """Apply the undo of every journal entry in reverse order and say what happened to each."""
+    """Apply the undo of every journal entry in reverse order and report the outcome of each."""
     outcomes = []
     for entry in reversed(entries):
         try:
