@@ -62,7 +62,7 @@ def test_acl_token(site, consul, target, evidence):
     assert content is not None, evidence.why(f"token file {path} does not exist on {target.name}")
     secret = content.strip()
     if UUID.match(secret):
-        register_secret(secret)
+        register_secret(secret, "Consul token")
     evidence.observe("token file", _shape(secret))
     assert secret and secret != "null", evidence.why(f"token file {path} holds no token")
     assert UUID.match(secret), evidence.why(f"token file {path} does not hold a token SecretID")

@@ -136,7 +136,7 @@ def test_decom_tokens_unlinked(site, consul, evidence):
     tokens = consul.tokens_for_policy(policy["ID"])
     for token in tokens:
         if token.get("SecretID"):
-            register_secret(token["SecretID"])
+            register_secret(token["SecretID"], "Consul token")
     described = [f"{token['AccessorID']} ({token.get('Description') or 'no description'})" for token in tokens]
     evidence.observe("tokens linked to the policy", described or "none")
     assert not tokens, evidence.why(f"{len(tokens)} token(s) are linked to policy {site.acl.policy}")

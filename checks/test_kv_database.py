@@ -14,7 +14,7 @@ def read_credentials(site, consul) -> dict[str, str | None]:
     for name in KV_NAMES:
         _, value = consul.kv_get(site.kv.key(name))
         values[name] = value.strip() if value and value.strip() else None
-    register_secret(values["db-password"])
+    register_secret(values["db-password"], "database password")
     return values
 
 

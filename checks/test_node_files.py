@@ -142,7 +142,7 @@ def _token_content_problems(target, consul, path: str, evidence) -> list[str]:
     content = target.read_text(path) or ""
     secret = content.removesuffix("\n")
     if UUID.match(secret):
-        register_secret(secret)
+        register_secret(secret, "Consul token")
     evidence.observe("content", _shape(secret))
     if not UUID.match(secret):
         return [f"it holds {_shape(secret)}, not one token SecretID"]

@@ -105,13 +105,13 @@ def _resolve_token(token_file: str | None, env: dict[str, str]) -> tuple[str | N
             raise ConsulConfigError(f"cannot read Consul token file {path} ({source}): {exc.strerror}") from exc
         # The consul CLI ignores a token file that is empty after trimming.
         if token:
-            register_secret(token)
+            register_secret(token, "Consul token")
             return token, f"{source} {path}"
         ignored.append(f"{source} {path} is empty and was ignored")
 
     token = (env.get("CONSUL_HTTP_TOKEN") or "").strip()
     if token:
-        register_secret(token)
+        register_secret(token, "Consul token")
         return token, "CONSUL_HTTP_TOKEN"
     return None, "; ".join(["anonymous", *ignored])
 
@@ -165,7 +165,7 @@ class ConsulClient:
 
     def with_token(self, token: str) -> "ConsulClient":
         """Return a client for the same agent that authenticates with ``token``."""
-        register_secret(token)
+        register_secret(token, "Consul token")
         return ConsulClient(self.settings, token=token)
 
     # -- transport -------------------------------------------------------

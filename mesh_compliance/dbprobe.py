@@ -39,7 +39,7 @@ class LoginResult:
 def connection_keywords(host: str, port: int, dbname: str, user: str, password: str,
                         sslmode: str, connect_timeout: int) -> dict:
     """Return psycopg keywords; connection strings are never assembled by hand."""
-    register_secret(password)
+    register_secret(password, "database password")
     return {
         "host": host, "port": port, "dbname": dbname, "user": user,
         "password": password, "sslmode": sslmode, "connect_timeout": connect_timeout,

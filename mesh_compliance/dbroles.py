@@ -61,7 +61,7 @@ def _inspect_as_admin(site: Site, role: str, database: str) -> Inspection:
         password = admin.password.read()
     except SiteError as exc:
         raise DatabaseInspectionFailed(f"cannot read the DB admin password: {exc}") from exc
-    register_secret(password)
+    register_secret(password, "database admin password")
 
     keywords = _keywords(site, admin.database, admin.user, password)
     result = try_login(keywords)

@@ -17,19 +17,27 @@ MASK = "<redacted>"
 MIN_SECRET_LENGTH = 6
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+# Each secret with the kind it is (for example "Consul token"), which reports
+# may name without naming the value.
+_secrets: dict[str, str] = {}
 
 
-def register_secret(value: str | None) -> None:
+def register_secret(value: str | None, kind: str = "secret") -> None:
     """Remember ``value`` so that ``redact`` masks it from now on."""
     if value and len(value) >= MIN_SECRET_LENGTH:
         with _lock:
-            _secrets.add(value)
+            _secrets.setdefault(value, kind)
 
 
 def known_secrets() -> frozenset[str]:
     with _lock:
         return frozenset(_secrets)
+
+
+def secret_kinds() -> dict[str, str]:
+    """Return each registered secret with its kind."""
+    with _lock:
+        return dict(_secrets)
 
 
 def redact(text: str) -> str:

@@ -58,7 +58,7 @@ def fix_token(ctx: FixContext) -> None:
 
     token = ctx.consul.create_token({"Description": site.acl.token_description, "Policies": [{"ID": policy["ID"]}]})
     secret = token.get("SecretID", "")
-    register_secret(secret)
+    register_secret(secret, "Consul token")
     if not secret or secret == "<hidden>":
         raise FixError(f"Consul created token {token.get('AccessorID')} but did not return its SecretID; the fixing token needs acl:write")
     ctx.changed("ACL token", "created", f"AccessorID {token['AccessorID']} linked to {site.acl.policy}")

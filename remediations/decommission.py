@@ -111,7 +111,7 @@ def fix_tokens_unlinked(ctx: FixContext) -> None:
     left = []
     for token in ctx.consul.tokens_for_policy(policy["ID"]):
         if token.get("SecretID"):
-            register_secret(token["SecretID"])
+            register_secret(token["SecretID"], "Consul token")
         accessor = token["AccessorID"]
         if accessor == own:
             left.append(accessor)

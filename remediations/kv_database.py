@@ -38,7 +38,7 @@ def _supplied(ctx: FixContext, name: str) -> str:
             secret = values.db_password.read()
         except SiteError as exc:
             raise FixRefused(f"cannot read {setting}: {exc}") from exc
-        register_secret(secret)
+        register_secret(secret, "database password")
         if not secret:
             raise FixRefused(f"{setting} ({values.db_password.describe()}) is empty")
         return secret
@@ -61,7 +61,7 @@ def fix_db_login(ctx: FixContext) -> None:
         raise FixRefused("no DB admin credentials: add [database.admin] with user, password reference and database to the site file")
 
     creds = {name: (ctx.consul.kv_get(site.kv.key(name))[1] or "").strip() for name in KV_NAMES}
-    register_secret(creds["db-password"])
+    register_secret(creds["db-password"], "database password")
     if not all(creds.values()):
         raise FixRefused("the KV credentials are incomplete; control kv-db-credentials must pass first")
 
