@@ -21,6 +21,7 @@ from mesh_compliance.fixing import OPT_IN_KINDS
 from mesh_compliance.log import logger
 from mesh_compliance.redact import RedactingFilter
 from mesh_compliance.reporting import html_hooks
+from mesh_compliance.reporting.run_end import RunEnd
 from mesh_compliance.site import SiteError, load_site
 from mesh_compliance.target import Target
 
@@ -59,6 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="allow a risky kind of fix: " + "; ".join(f"{k}: {v}" for k, v in OPT_IN_KINDS.items()))
     group.addoption("--results-json", dest="mesh_results_json", metavar="PATH",
                     help="write one JSON record per control and node to PATH")
+    group.addoption("--prometheus-textfile", dest="mesh_prometheus_textfile", metavar="PATH",
+                    help="write the run's verdicts as Prometheus metrics to PATH (textfile collector, *.prom)")
     group.addoption("--backup-dir", dest="mesh_backup_dir", default="reports/backups", metavar="DIR",
                     help="where fixers keep the previous version of Consul objects (default reports/backups)")
 
@@ -80,6 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     run = _start_run(config)
     config.pluginmanager.register(results.Recorder(run), "mesh_compliance.recorder")
+    config.pluginmanager.register(RunEnd(config, run), "mesh_compliance.run_end")
     _install_redaction(config)
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(html_hooks, "mesh_compliance.html")
