@@ -29,17 +29,19 @@ class ControlSpec:
     step: str
     scope: str            # "cluster" (Consul, database) or "node" (files, units, packages)
     profiles: tuple[str, ...] = ("deployed",)
+    roles: tuple[str, ...] = ("gateway",)
 
 
 PROFILES = ("deployed", "decommissioned")
 
 
 def control(control_id: str, *, title: str, severity: str, rationale: str, step: str, scope: str,
-            profiles: tuple[str, ...] = ("deployed",)) -> Callable:
+            profiles: tuple[str, ...] = ("deployed",), roles: tuple[str, ...] = ("gateway",)) -> Callable:
     """Register a test function as the control ``control_id``.
 
     ``profiles`` names the end states the control belongs to: the deployed
-    setup, or its decommissioned removal.
+    setup, or its decommissioned removal. ``roles`` names the nodes a node
+    control runs on (``*``: every node).
     """
     if severity not in SEVERITIES:
         raise ValueError(f"control {control_id}: severity {severity!r} is not one of {', '.join(SEVERITIES)}")
@@ -48,7 +50,7 @@ def control(control_id: str, *, title: str, severity: str, rationale: str, step:
     if control_id in CONTROLS:
         raise ValueError(f"control id {control_id} is defined twice")
 
-    spec = ControlSpec(control_id, title, severity, rationale, step, scope, tuple(profiles))
+    spec = ControlSpec(control_id, title, severity, rationale, step, scope, tuple(profiles), tuple(roles))
     CONTROLS[control_id] = spec
 
     def decorate(func: Callable) -> Callable:

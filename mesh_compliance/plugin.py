@@ -19,8 +19,9 @@ from mesh_compliance.controls import CONTROLS, PROFILES, Evidence, spec_of
 from mesh_compliance.evaluate import Outcome, evaluate_control
 from mesh_compliance.fixing import OPT_IN_KINDS
 from mesh_compliance.log import logger
+from mesh_compliance.nodes import NoNode, open_host, run_nodes
 from mesh_compliance.redact import RedactingFilter
-from mesh_compliance.reporting import html_hooks
+from mesh_compliance.reporting import html_hooks, junit, ledger, waivers
 from mesh_compliance.reporting.run_end import RunEnd
 from mesh_compliance.site import SiteError, load_site
 from mesh_compliance.target import Target
@@ -64,6 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the run's verdicts as Prometheus metrics to PATH (textfile collector, *.prom)")
     group.addoption("--backup-dir", dest="mesh_backup_dir", default="reports/backups", metavar="DIR",
                     help="where fixers keep the previous version of Consul objects (default reports/backups)")
+    group.addoption("--ledger", dest="mesh_ledger", metavar="PATH",
+                    help="after the run, write a snapshot of each control's verdict and evidence digest to PATH")
+    group.addoption("--baseline", dest="mesh_baseline", metavar="PATH",
+                    help="compare the run with a snapshot written by --ledger; new drift exits 12")
+    group.addoption("--waivers", dest="mesh_waivers", metavar="PATH",
+                    help="TOML file of [[waiver]] tables; a waived FAIL becomes WAIVED until the waiver expires")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -78,12 +85,15 @@ def pytest_cmdline_main(config: pytest.Config):
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "control(id): a compliance control with its stable id")
-    if config.option.help or config.option.collectonly:
+    if config.option.help:
         return
 
     run = _start_run(config)
     config.pluginmanager.register(results.Recorder(run), "mesh_compliance.recorder")
     config.pluginmanager.register(RunEnd(config, run), "mesh_compliance.run_end")
+    config.pluginmanager.register(ledger.LedgerPlugin.from_config(config, run), "mesh_compliance.ledger")
+    config.pluginmanager.register(waivers.WaiverPlugin.from_config(config), "mesh_compliance.waivers")
+    config.pluginmanager.register(junit.JUnitProperties(), "mesh_compliance.junit")
     _install_redaction(config)
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(html_hooks, "mesh_compliance.html")
@@ -143,9 +153,29 @@ def consul(request):
 
 
 @pytest.fixture
-def target(host, request):
-    """Return the audited node: the testinfra host, seen through --root when given."""
-    return Target(host, request.config.option.mesh_root)
+def target(request):
+    """Return the audited node of this test, seen through --root when given."""
+    node = request.param
+    if isinstance(node, NoNode):
+        pytest.skip(f"not applicable: no node of this run has the role {' or '.join(node.roles)}; "
+                    "list the cluster's nodes with their roles in the site file's [[nodes]]")
+    run = _run(request.config)
+    # --root is a path on the runner, so it applies to local nodes only.
+    local = node.connection.startswith("local")
+    root = node.root or (request.config.option.mesh_root if local else None)
+    return Target(open_host(request.config, run.site, node), root, label=node.name)
+
+
+def pytest_generate_tests(metafunc):
+    """Run each node control once per node that has one of its roles."""
+    if "target" not in metafunc.fixturenames:
+        return
+    spec = getattr(metafunc.function, "control_spec", None)
+    roles = spec.roles if spec is not None else ("*",)
+    nodes = [node for node in run_nodes(metafunc.config, _run(metafunc.config).site) if node.has_any(roles)]
+    if not nodes:
+        nodes = [NoNode(roles)]
+    metafunc.parametrize("target", nodes, indirect=True, ids=[node.name for node in nodes])
 
 
 @pytest.fixture
@@ -217,6 +247,10 @@ def pytest_runtest_makereport(item, call):
         return report
 
     outcome = item.stash.get(OUTCOME_KEY, None)
+    if report.when == "setup" and report.skipped and outcome is None:
+        # The target fixture found no node for this control.
+        outcome = Outcome("N/A", _skip_reason(report))
+        item.stash[OUTCOME_KEY] = outcome
     if report.when == "setup" and report.failed and outcome is None:
         # A fixture failed before the control ran (for example the audit
         # token is unknown): the control could not decide.
@@ -229,6 +263,13 @@ def pytest_runtest_makereport(item, call):
     if outcome is not None and (report.when == "call" or report.failed or report.skipped):
         results.annotate(report, item, spec, outcome)
     return report
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return "not applicable"
 
 
 def pytest_report_teststatus(report, config):
@@ -250,7 +291,8 @@ def pytest_report_teststatus(report, config):
 
 def pytest_sessionstart(session):
     run = session.config.stash.get(RUN_KEY, None)
-    if run is None or not run.fix or run.dry_run:
+    if run is None or not run.fix or run.dry_run or hasattr(session.config, "workerinput"):
+        # pytest-xdist workers run under the lock their controller holds.
         return
     from mesh_compliance.locking import LockBusy, lock_for
 
@@ -285,7 +327,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.hookimpl(optionalhook=True)
 def pytest_metadata(metadata, config):
     """Keep the environment table free of secrets and add what auditors need."""
-    if not (config.option.help or config.option.collectonly):
+    if not config.option.help:
         metadata.update(_start_run(config).metadata())
     results.scrub_metadata(metadata)
 

@@ -158,6 +158,23 @@ class Decommission:
 class Packages:
     absent: tuple[str, ...] = ("carbonio-files-db",)
     manager: str = "auto"
+    files_nodes: tuple[str, ...] = ("carbonio-files-ce", "carbonio-storages-ce", "carbonio-user-management")
+    proxy_nodes: tuple[str, ...] = ("carbonio-files-ui",)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One cluster node: its roles and how testinfra reaches it."""
+
+    name: str = ""
+    roles: tuple[str, ...] = ()
+    connection: str = "local://"
+    root: str = ""            # the node's filesystem is mounted here (overrides --root for this node)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    ssh_config: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,8 @@ class Site:
     intention: Intention = field(default_factory=Intention)
     node: NodeLayout = field(default_factory=NodeLayout)
     decommission: Decommission = field(default_factory=Decommission)
+    nodes: tuple[Node, ...] = ()
+    fleet: Fleet = field(default_factory=Fleet)
     source: str = "<defaults>"
 
     @property
@@ -234,6 +253,8 @@ def _convert(fld: dataclasses.Field, value: Any, key: str) -> Any:
         return _secret(value, key)
     if dataclasses.is_dataclass(_resolve(kind)):
         return _build(_resolve(kind), value, prefix=f"{key}.")
+    if kind == "tuple[Node, ...]":
+        return _nodes(value, key)
     if kind == "tuple[str, ...]":
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise SiteError(f"{key} must be a list of strings, got {value!r}")
@@ -253,6 +274,25 @@ def _convert(fld: dataclasses.Field, value: Any, key: str) -> Any:
     if key in CHOICES and value not in CHOICES[key]:
         raise SiteError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
     return value
+
+
+NODE_ROLES = ("gateway", "files", "proxy", "database", "other")
+
+
+def _nodes(value: Any, key: str) -> tuple[Node, ...]:
+    if not isinstance(value, list):
+        raise SiteError(f"{key} must be a list of [[{key}]] tables")
+    nodes = tuple(_build(Node, item, prefix=f"{key}[{index}].") for index, item in enumerate(value))
+    names = [node.name for node in nodes]
+    for index, node in enumerate(nodes):
+        if not node.name:
+            raise SiteError(f"{key}[{index}].name is missing; give every node a name")
+        if names.count(node.name) > 1:
+            raise SiteError(f"{key}[{index}].name {node.name!r} is used twice; node names must be unique")
+        unknown = [role for role in node.roles if role not in NODE_ROLES]
+        if not node.roles or unknown:
+            raise SiteError(f"{key}[{index}].roles must list roles from {', '.join(NODE_ROLES)}, got {list(node.roles)}")
+    return nodes
 
 
 def _resolve(kind: str) -> Any:

@@ -17,6 +17,21 @@ from mesh_compliance.errors import TargetError
 from mesh_compliance.log import logger
 
 
+try:
+    from paramiko.ssh_exception import SSHException
+    UNREACHABLE: tuple[type[BaseException], ...] = (OSError, EOFError, SSHException)
+except ImportError:
+    UNREACHABLE = (OSError, EOFError)
+
+SSH_FAILURES = ("Connection timed out", "Connection refused", "No route to host", "Could not resolve hostname",
+                "Permission denied (publickey", "Connection closed by", "kex_exchange_identification", "Host key verification failed")
+
+
+def _ssh_failed(stderr: str) -> bool:
+    """True when ssh itself failed (exit 255) rather than the remote command."""
+    return any(marker in stderr for marker in SSH_FAILURES)
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -48,14 +63,15 @@ class FileState:
 class Target:
     """One audited node."""
 
-    def __init__(self, host, root: str | None = None):
+    def __init__(self, host, root: str | None = None, label: str | None = None):
         self.host = host
         self.root = root.rstrip("/") if root else None
+        self.label = label
 
     @property
     def name(self) -> str:
         backend = self.host.backend
-        label = backend.get_pytest_id() if hasattr(backend, "get_pytest_id") else "local"
+        label = self.label or (backend.get_pytest_id() if hasattr(backend, "get_pytest_id") else "local")
         return f"{label} root={self.root}" if self.root else label
 
     def path(self, node_path: str) -> str:
@@ -69,8 +85,18 @@ class Target:
     def run(self, *argv: str):
         """Run a command on the node; the result keeps rc, stdout and stderr."""
         command = shlex.join(argv)
-        result = self.host.run(command)
+        try:
+            result = self.host.run(command)
+        except UNREACHABLE as exc:
+            raise TargetError(f"node {self.name} is unreachable: {exc}") from exc
+        except RuntimeError as exc:
+            # testinfra's ssh backend raises with the CommandResult when ssh exits 255.
+            failed = exc.args[0] if exc.args else None
+            stderr = getattr(failed, "stderr", "") or str(exc)
+            raise TargetError(f"node {self.name} is unreachable over SSH: {stderr.strip()[:300]}") from exc
         logger.debug("target %s: %s -> rc=%s", self.name, command, result.rc)
+        if result.rc == 255 and self.host.backend.NAME in ("ssh", "safe-ssh") and _ssh_failed(result.stderr):
+            raise TargetError(f"node {self.name} is unreachable over SSH: {result.stderr.strip()[:300]}")
         return result
 
     def exists_command(self, name: str) -> bool:

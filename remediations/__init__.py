@@ -33,6 +33,8 @@ FIXERS: dict[str, str | None] = {
     "db-ownership": None,
     "files-db-package-absent": "remediations.packages:fix_absent",
     "pending-setups": None,
+    "files-node-packages": None,
+    "proxy-node-packages": None,
     # The decommissioned end state.
     "decom-unit-removed": "remediations.decommission:fix_unit_removed",
     "decom-config-entry-deleted": "remediations.decommission:fix_config_entry_deleted",
