@@ -23,12 +23,13 @@ from pathlib import Path
 from mesh_compliance.redact import MASK, redact
 
 SCHEMA = "carbonio-mesh-compliance/results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Exit codes chosen above pytest's own 0-5 so that a cron job can tell them apart.
 EXIT_COMPLIANT = 0
 EXIT_NON_COMPLIANT = 10
 EXIT_UNDECIDED = 11
+EXIT_DRIFT = 12
 EXIT_LOCKED = 13
 EXIT_ROLLBACK_INCOMPLETE = 14
 
@@ -57,6 +58,8 @@ class Run:
     journal_dir: str = "reports/journal"
     records: list[dict] = field(default_factory=list)
     consul_info: dict = field(default_factory=dict)
+    # Comparison with --baseline (mesh_compliance.reporting.ledger.compare), or None.
+    drift: dict | None = None
 
     @classmethod
     def start(cls, config, site, settings) -> "Run":
@@ -116,6 +119,7 @@ class Run:
             "message": props.get("message", ""),
             "evidence": json.loads(props.get("evidence", "{}")),
             "fix": json.loads(props["fix"]) if props.get("fix") else None,
+            "waiver": json.loads(props["waiver"]) if props.get("waiver") else None,
         })
 
     def counts(self) -> Counter:
@@ -127,13 +131,15 @@ class Run:
         counts = self.counts()
         if counts["ERROR"]:
             return EXIT_UNDECIDED
+        if self.drift and self.drift["new_drift"]:
+            return EXIT_DRIFT
         if counts["FAIL"] or counts["FIX FAILED"]:
             return EXIT_NON_COMPLIANT
         return pytest_status
 
     def summary_lines(self) -> list[str]:
         counts = self.counts()
-        order = ("PASS", "WARN", "N/A", "FIXED", "FAIL", "FIX FAILED", "ERROR")
+        order = ("PASS", "WARN", "N/A", "FIXED", "WAIVED", "FAIL", "FIX FAILED", "ERROR")
         lines = [", ".join(f"{counts[v]} {v}" for v in order if counts[v])]
         for record in self.records:
             if record["verdict"] != "PASS":
@@ -158,6 +164,7 @@ class Run:
             "exit_code": exit_code,
             "summary": dict(self.counts()),
             "results": self.records,
+            "drift": self.drift,
         }
         path = Path(self.results_path)
         path.parent.mkdir(parents=True, exist_ok=True)
