@@ -111,6 +111,13 @@ def test_nagios_state(verdicts, exit_code, state):
     assert monitoring.nagios_state(records, exit_code)[0] == state
 
 
+def test_nagios_line_names_pytest_exit_code():
+    state, line = monitoring.nagios_line([], 5)
+
+    assert state == monitoring.NAGIOS_UNKNOWN
+    assert line.startswith("CARBONIO MESH COMPLIANCE UNKNOWN - the suite exited with code 5 (no control collected);")
+
+
 def test_nagios_line_counts_and_perfdata():
     records = [record("a", "PASS"), record("b", "FIXED"), record("c", "FAIL"), record("d", "ERROR")]
     state, line = monitoring.nagios_line(records, 11)
@@ -180,3 +187,15 @@ def test_nagios_unknown_without_consul(suite, tmp_path):
     assert run.code == monitoring.NAGIOS_UNKNOWN, run.output[-2000:]
     assert run.output.splitlines()[0].startswith("CARBONIO MESH COMPLIANCE UNKNOWN - 1 ERROR | ")
     assert promtext.parse(textfile.read_text())[EXIT_METRIC].samples == [({}, 11)]
+
+
+@needs_root
+@pytest.mark.lab
+def test_textfile_write_failure_keeps_exit_code(suite, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    run = suite(f"--prometheus-textfile={blocker / 'mesh.prom'}", "--control=acl-policy")
+
+    assert run.code == 0, run.output[-2000:]
+    assert f"cannot write the Prometheus textfile {blocker / 'mesh.prom'}: " in run.output
+    assert "secret scan" not in run.output

@@ -28,6 +28,10 @@ NAGIOS_STATES = {NAGIOS_OK: "OK", NAGIOS_WARNING: "WARNING", NAGIOS_CRITICAL: "C
 # Suite exit codes whose meaning the verdict counts already carry.
 VERDICT_EXIT_CODES = (0, 10, 11)
 
+# pytest's own exit codes, named in the Nagios line.
+PYTEST_EXIT_CODES = {1: "tests failed", 2: "interrupted", 3: "internal error", 4: "usage error",
+                     5: "no control collected"}
+
 
 def escape_label(value: str) -> str:
     """Escape a label value as the exposition format requires: backslash, quote, newline."""
@@ -120,7 +124,8 @@ def nagios_state(records: list[dict], exit_code: int) -> tuple[int, str]:
     if exit_code == EXIT_NEW_DRIFT:
         return NAGIOS_WARNING, "new drift against the baseline"
     if exit_code not in VERDICT_EXIT_CODES:
-        return NAGIOS_UNKNOWN, f"the suite exited with code {exit_code}"
+        meaning = PYTEST_EXIT_CODES.get(exit_code, "unexpected")
+        return NAGIOS_UNKNOWN, f"the suite exited with code {exit_code} ({meaning})"
     if not records:
         return NAGIOS_UNKNOWN, "no control ran"
     if counts["warn"]:

@@ -68,8 +68,8 @@ class RunEnd:
 
         if self.textfile:
             path = Path(self.config.invocation_params.dir, self.textfile)
-            self._write_textfile(path, code)
-            own = secretscan.scan([secretscan.Artifact("Prometheus textfile", path)])
+            written = self._write_textfile(path, code)
+            own = secretscan.scan([secretscan.Artifact("Prometheus textfile", path)]) if written else []
             if own and not leaks:
                 code = monitoring.EXIT_SECRET_LEAKED
                 self._write_textfile(path, code)
@@ -80,10 +80,17 @@ class RunEnd:
         sys.stderr.flush()
         return code
 
-    def _write_textfile(self, path: Path, code: int) -> None:
+    def _write_textfile(self, path: Path, code: int) -> bool:
+        """Write the textfile; a failed write is reported and leaves the exit code alone."""
         text = monitoring.render_textfile(self.run.records, code, time.time())
-        monitoring.write_atomically(path, text)
+        try:
+            monitoring.write_atomically(path, text)
+        except OSError as exc:
+            # The stale timestamp in the old file (if any) is what monitoring alerts on.
+            sys.stderr.write(f"cannot write the Prometheus textfile {path}: {exc.strerror or exc}\n")
+            return False
         logger.debug("wrote the Prometheus textfile %s", path)
+        return True
 
     def _print_nagios(self, code: int, spooled) -> int:
         state, line = monitoring.nagios_line(self.run.records, code)

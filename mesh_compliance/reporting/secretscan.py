@@ -88,7 +88,8 @@ def scan_file(artifact: Artifact, secrets: dict[str, str]) -> list[Leak]:
     """Return one finding per kind of secret found in one artifact."""
     try:
         data = artifact.path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # Not written in this run, for example the journal of a run without --fix.
         return []
     except OSError as exc:
         return [Leak(artifact, "", unreadable=exc.strerror or type(exc).__name__)]
