@@ -2,9 +2,10 @@
 
 pytest-html 4.2 builds every result row in the browser from a JSON blob, and
 puts the text of ``pytest_html_results_table_html`` into the row's log with
-``innerHTML``. A fleet report has tens of thousands of rows, so each row
-carries its evidence table as one escaped attribute, and the script below
-builds the table only for rows that are expanded.
+``innerHTML``. A fleet report has tens of thousands of rows. Each row therefore
+carries its evidence as a JSON list of (label, value) pairs in one
+attribute. The script below builds the table only for expanded rows, with
+textContent, so no value is parsed as HTML.
 """
 
 from __future__ import annotations
@@ -34,10 +35,25 @@ SCRIPT = """
     ).join('\\n');
   }
 
+  function evidenceTable(rows) {
+    const table = document.createElement('table');
+    table.className = 'mesh-evidence';
+    rows.forEach(([label, value]) => {
+      const row = table.insertRow();
+      const header = document.createElement('th');
+      header.textContent = label;
+      row.appendChild(header);
+      const text = document.createElement('pre');
+      text.textContent = value;
+      row.insertCell().appendChild(text);
+    });
+    return table;
+  }
+
   function fillEvidence(table) {
-    table.querySelectorAll('tr.extras-row:not(.hidden) div.mesh-evidence[data-html]').forEach((div) => {
-      div.innerHTML = div.dataset.html;
-      div.removeAttribute('data-html');
+    table.querySelectorAll('tr.extras-row:not(.hidden) div.mesh-evidence[data-rows]').forEach((div) => {
+      div.replaceChildren(evidenceTable(JSON.parse(div.dataset.rows)));
+      div.removeAttribute('data-rows');
     });
   }
 
@@ -138,17 +154,12 @@ def fix_text(fix: dict | None) -> str:
 
 
 def evidence_rows(props: dict) -> list[tuple[str, str]]:
-    """Return the labelled lines of a row's details: control, evidence, waiver and fix."""
+    """Return the labelled lines of a row's details: rationale, evidence, waiver and fix."""
     evidence = json.loads(props.get("evidence") or "{}")
     fix = json.loads(props["fix"]) if props.get("fix") else None
+    # Id, title, severity, step, node and verdict are the row's own cells.
     rows = [
-        ("Control", props.get("control", "")),
-        ("Title", props.get("title", "")),
-        ("Severity", props.get("severity", "")),
-        ("Procedure step", props.get("step", "")),
         ("Rationale", props.get("rationale", "")),
-        ("Node", props.get("node", "")),
-        ("Verdict", props.get("verdict", "")),
         ("Message", props.get("message", "")),
     ]
     rows += [(f"Expected {key}", value) for key, value in evidence.get("expected", {}).items()]
@@ -166,13 +177,10 @@ def evidence_rows(props: dict) -> list[tuple[str, str]]:
 
 def evidence_block(props: dict) -> str:
     """Return the row's details as a div whose table the report script builds on expansion."""
-    body = "".join(f"<tr><th>{escape(label)}</th><td><pre>{escape(value)}</pre></td></tr>"
-                   for label, value in evidence_rows(props))
-    table = f'<table class="mesh-evidence">{body}</table>'
-    # pytest-html wraps every log line that starts with "E" in a span, so the
-    # attribute must stay on one line: newlines are written as character references.
-    attribute = escape(table, quote=True).replace("\r", "&#13;").replace("\n", "&#10;")
-    return f'<div class="mesh-evidence" data-html="{attribute}"></div>'
+    # pytest-html wraps every log line that starts with "E" in a span. json.dumps
+    # escapes newlines, so the div stays on one line and is never split.
+    pairs = json.dumps(evidence_rows(props), ensure_ascii=False, separators=(",", ":"))
+    return f'<div class="mesh-evidence" data-rows="{escape(pairs, quote=True)}"></div>'
 
 
 def _text(value) -> str:
