@@ -16,6 +16,7 @@ from mesh_compliance.controls import SEVERITIES
 from mesh_compliance.reporting import html_parts
 from tests.conftest import needs_root
 from tests.suite import run_suite
+from tests.test_fleet_audit import fleet, fleet_site  # noqa: F401 (fleet is a fixture)
 
 RESULT_OF_VERDICT = {"PASS": "Passed", "WARN": "Passed", "FIXED": "Passed", "N/A": "Skipped",
                      "FAIL": "Failed", "FIX FAILED": "Failed", "ERROR": "Error"}
@@ -97,6 +98,20 @@ def test_rows_equal_controls_times_nodes(reports, name):
     assert len(report.rows) == len(records)
     pairs = Counter((text(cell(row, "control")), text(cell(row, "node"))) for row in report.rows)
     assert pairs == Counter((record["control"], record["node"]) for record in records)
+
+
+def test_fleet_rows_per_control_and_node(compliant_lab, fleet, tmp_path):
+    html = tmp_path / "fleet.html"
+    site = fleet_site(compliant_lab, fleet, tmp_path)
+    run = run_suite(compliant_lab, tmp_path, f"--site={site}", f"--html={html}", "--self-contained-html", "-n", "2")
+    report = ReportReader(html.read_text())
+    records = run.document["results"]
+
+    assert len({record["node"] for record in records if record["node"] != "cluster"}) == 3
+    assert len(report.rows) == len(records)
+    pairs = Counter((text(cell(row, "control")), text(cell(row, "node"))) for row in report.rows)
+    assert pairs == Counter((record["control"], record["node"]) for record in records)
+    assert len([pair for pair in pairs if pair[0] == "files-db-package-absent"]) == 3
 
 
 @pytest.mark.parametrize("name", ["serial", "parallel", "unreachable"])
