@@ -187,6 +187,16 @@ def test_controls_appearing_alone_exit_0(suite, tmp_path):
     assert drift["nodes_vanished"] == []
 
 
+def test_same_file_as_ledger_and_baseline(state, suite, tmp_path):
+    path = baseline_of(suite, tmp_path, "--control", POLICY)
+    first_run_id = json.loads(path.read_text())["run_id"]
+    state.set_policy_rules(JSON_WITHOUT_DB)
+    run = suite("--control", POLICY, f"--baseline={path}", f"--ledger={path}")
+    assert run.code == EXIT_DRIFT
+    assert run.document["drift"]["baseline_run_id"] == first_run_id
+    assert json.loads(path.read_text())["run_id"] == run.document["run_id"]
+
+
 def test_missing_baseline_is_usage_error(suite, tmp_path):
     missing = tmp_path / "no-such-ledger.json"
     run = suite("--control", POLICY, f"--baseline={missing}")
