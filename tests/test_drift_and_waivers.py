@@ -5,6 +5,7 @@ import json
 import xml.etree.ElementTree as ElementTree
 
 import pytest
+import requests
 
 from tests.conftest import needs_root
 from tests.results_schema import validate_results
@@ -242,6 +243,28 @@ def test_expired_waiver_leaves_fail(state, suite, tmp_path):
     assert f"waiver expired on {yesterday.isoformat()}" in record["message"]
     assert record["waiver"]["status"] == "expired"
     validate_results(run.document)
+
+
+def test_waiver_covers_fix_failed(state, suite, tmp_path):
+    state.set_policy_rules(JSON_WITHOUT_DB)
+    fail_policy_writes(state)
+    waivers = waiver_file(tmp_path, today())
+    run = suite("--control", POLICY, "--fix", f"--waivers={waivers}")
+    record = run.record(POLICY)
+    assert run.code == 0, run.output[-2000:]
+    assert record["verdict"] == "WAIVED"
+    assert record["fix"]["status"] == "failed"
+    assert "Consul returned 500 for PUT /v1/acl/policy/" in record["fix"]["reason"]
+    validate_results(run.document)
+
+
+def fail_policy_writes(state) -> None:
+    """Make the Consul double answer 500 to policy updates until the test ends."""
+    lab = state.lab
+    headers = {"X-Consul-Token": state.http.headers["X-Consul-Token"]}
+    fault = {"path_prefix": "/v1/acl/policy/", "method": "PUT", "mode": "status500", "count": 5}
+    requests.post(f"{lab.consul_url}/_double/faults", json=fault, headers=headers, timeout=10).raise_for_status()
+    state.on_restore(lambda: requests.delete(f"{lab.consul_url}/_double/faults", headers=headers, timeout=10))
 
 
 def test_waiver_for_other_node_leaves_fail(state, suite, tmp_path):
