@@ -285,7 +285,7 @@ def test_waiver_unknown_control_is_usage_error(suite, tmp_path):
     waivers = waiver_file(tmp_path, today(), control="no-such-control")
     run = suite("--control", POLICY, f"--waivers={waivers}")
     assert run.code == EXIT_USAGE
-    assert "waiver entry 1: unknown control id 'no-such-control'" in run.output
+    assert f"waiver file {waivers}, entry 1: unknown control id 'no-such-control'" in run.output
 
 
 def test_waiver_missing_field_is_usage_error(suite, tmp_path):

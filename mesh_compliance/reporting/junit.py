@@ -1,8 +1,8 @@
 """JUnit XML: the control, severity and verdict of each testcase as properties.
 
 pytest's ``--junitxml`` writes a testcase's properties from its teardown
-report, while the verdict lives on the setup or call report; this plugin
-copies the final values onto the teardown report.
+report, but the verdict is on the setup or call report. This plugin copies
+the final values onto the teardown report.
 """
 
 from __future__ import annotations

@@ -158,10 +158,10 @@ def summary_lines(drift: dict) -> list[str]:
              + ("new drift" if drift["new_drift"] else "no new drift")]
     if drift["site_changed"]:
         lines.append("site file changed since the baseline")
-    for change in drift["new_failures"]:
-        lines.append(f"new failure      {change['control']:<28} {change['before']} -> {change['after']} on {change['node']}")
-    for change in drift["resolved"]:
-        lines.append(f"resolved         {change['control']:<28} {change['before']} -> {change['after']} on {change['node']}")
+    for label, key in (("new failure", "new_failures"), ("resolved", "resolved")):
+        for change in drift[key]:
+            transition = f"{change['before']} -> {change['after']}"
+            lines.append(f"{label:<16} {change['control']:<28} {transition} on {change['node']}")
     for change in drift["evidence_changed"]:
         lines.append(f"evidence changed {change['control']:<28} still {change['after']} on {change['node']}")
     for key, label in LIST_LABELS.items():

@@ -4,7 +4,7 @@
 FAILED of a waived control becomes WAIVED, reported to pytest as an expected
 failure (xfail) with the justification as its reason, and does not count
 toward exit code 10. A waiver is valid through the end of its ``expires`` day
-in UTC; after that the control stays FAIL and its message says so.
+in UTC. After that the control stays FAIL, and its message gives the expiry date.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Waiver:
         return self.control == control_id and (self.node is None or self.node == node)
 
     def valid_at(self, now: dt.datetime) -> bool:
-        """Return whether the waiver holds at ``now``: through the end of its expiry day in UTC."""
+        """Return whether the waiver is valid at ``now``, which it is through the end of its expiry day in UTC."""
         return now.astimezone(dt.timezone.utc).date() <= self.expires
 
     def as_dict(self, status: str) -> dict:
@@ -116,11 +116,11 @@ def _expiry_date(where: str, value) -> dt.date:
     raise WaiverFileError(f"{where}: 'expires' must be a date written YYYY-MM-DD, got {value!r}")
 
 
-def check_control_ids(waivers: list[Waiver], known: set[str]) -> None:
+def check_control_ids(path: str, waivers: list[Waiver], known: set[str]) -> None:
     """Reject a waiver whose control id no control has."""
     for waiver in waivers:
         if waiver.control not in known:
-            raise pytest.UsageError(f"waiver entry {waiver.entry}: unknown control id {waiver.control!r}; "
+            raise pytest.UsageError(f"waiver file {path}, entry {waiver.entry}: unknown control id {waiver.control!r}; "
                                     f"known ids: {', '.join(sorted(known))}")
 
 
@@ -144,7 +144,7 @@ def waive_report(report, waiver: Waiver) -> None:
 
 
 def mark_expired(report, waiver: Waiver) -> None:
-    """Keep the control FAIL and say in its message that its waiver expired."""
+    """Keep the control FAIL and add the waiver's expiry date to its message."""
     props = properties(report)
     note = (f"waiver expired on {waiver.expires.isoformat()} "
             f"(approved by {waiver.approved_by}: {waiver.justification})")
@@ -175,23 +175,24 @@ def summary_lines(records: list[dict]) -> list[str]:
 class WaiverPlugin:
     """pytest hooks that apply the waivers of ``--waivers`` to each control's report."""
 
-    def __init__(self, waivers: list[Waiver]):
+    def __init__(self, path: str, waivers: list[Waiver]):
+        self.path = path
         self.waivers = waivers
 
     @classmethod
     def from_config(cls, config) -> "WaiverPlugin":
         path = config.option.mesh_waivers
         if not path:
-            return cls([])
+            return cls("", [])
         try:
-            return cls(load_waivers(path))
+            return cls(path, load_waivers(path))
         except WaiverFileError as exc:
             raise pytest.UsageError(str(exc)) from exc
 
     def pytest_collection_modifyitems(self, config):
         from mesh_compliance.controls import CONTROLS
 
-        check_control_ids(self.waivers, set(CONTROLS))
+        check_control_ids(self.path, self.waivers, set(CONTROLS))
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item, call):
