@@ -19,7 +19,7 @@ from mesh_compliance.controls import CONTROLS, PROFILES, Evidence, spec_of
 from mesh_compliance.evaluate import Outcome, evaluate_control
 from mesh_compliance.fixing import OPT_IN_KINDS
 from mesh_compliance.log import logger
-from mesh_compliance.nodes import NoNode, open_host, run_nodes
+from mesh_compliance.nodes import InventoryError, NoNode, open_host, run_nodes
 from mesh_compliance.redact import RedactingFilter
 from mesh_compliance.reporting import html_hooks, junit, ledger, waivers
 from mesh_compliance.reporting.run_end import RunEnd
@@ -172,7 +172,11 @@ def pytest_generate_tests(metafunc):
         return
     spec = getattr(metafunc.function, "control_spec", None)
     roles = spec.roles if spec is not None else ("*",)
-    nodes = [node for node in run_nodes(metafunc.config, _run(metafunc.config).site) if node.has_any(roles)]
+    try:
+        all_nodes = run_nodes(metafunc.config, _run(metafunc.config).site)
+    except InventoryError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    nodes = [node for node in all_nodes if node.has_any(roles)]
     if not nodes:
         nodes = [NoNode(roles)]
     metafunc.parametrize("target", nodes, indirect=True, ids=[node.name for node in nodes])

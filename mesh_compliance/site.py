@@ -175,6 +175,7 @@ class Node:
 @dataclass(frozen=True)
 class Fleet:
     ssh_config: str = ""
+    ansible_inventory: str = ""   # an INI inventory whose groups name the nodes' roles
 
 
 @dataclass(frozen=True)
