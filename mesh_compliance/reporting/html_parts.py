@@ -27,6 +27,8 @@ SCRIPT = """
   const filterStyle = document.createElement('style');
   document.head.appendChild(filterStyle);
 
+  // NOTE: the rule uses :has(), which Chromium 105, Firefox 121 and Safari 15.4 and later support.
+  // An older browser ignores it, and the verdict checkboxes then hide nothing.
   function applyVerdictFilter() {
     const hidden = [...document.querySelectorAll('input.mesh-verdict-filter')]
       .filter((box) => !box.checked).map((box) => box.value);
