@@ -1,11 +1,10 @@
 """KV credentials and the database login they must allow."""
 
-import socket
-
 from mesh_compliance.controls import control
 from mesh_compliance.dbprobe import connection_keywords, try_login
 from mesh_compliance.expected import KV_NAMES
 from mesh_compliance.redact import register_secret
+from mesh_compliance.vantage import from_node
 
 
 def read_credentials(site, consul) -> dict[str, str | None]:
@@ -49,19 +48,20 @@ def test_kv_db_credentials(site, consul, evidence):
     rationale="Files logs in with the KV credentials; a role, password or database that "
               "does not match KV stops Files at start-up with a misleading error.",
 )
-def test_db_login(site, consul, evidence):
+def test_db_login(site, consul, db_vantage, evidence):
     values = read_credentials(site, consul)
     where = f"{site.db_host}:{site.db_port}"
     evidence.expect("login", f"role from KV to database from KV on {where}")
-    evidence.observe("vantage point", f"the runner host {socket.gethostname()}; through the mesh the "
-                                      "database sees the gateway node's address instead")
 
     missing = [name for name, value in values.items() if value is None]
     assert not missing, evidence.why(f"cannot log in: KV lacks {', '.join(missing)}")
 
-    keywords = connection_keywords(site.db_host, site.db_port, values["db-name"], values["db-username"],
-                                   values["db-password"], site.database.sslmode, site.database.connect_timeout)
-    result = try_login(keywords)
+    node, ssh_config = db_vantage
+    with from_node(node, ssh_config, site.db_host, site.db_port) as vantage:
+        evidence.observe("vantage point", vantage.description)
+        keywords = connection_keywords(vantage.host, vantage.port, values["db-name"], values["db-username"],
+                                       values["db-password"], site.database.sslmode, site.database.connect_timeout)
+        result = try_login(keywords)
     evidence.observe("login", result.reason)
     assert result.ok, evidence.why(f"role {values['db-username']} cannot log in to database {values['db-name']} on {where}")
 

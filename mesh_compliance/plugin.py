@@ -20,6 +20,7 @@ from mesh_compliance.evaluate import Outcome, evaluate_control
 from mesh_compliance.fixing import OPT_IN_KINDS
 from mesh_compliance.log import logger
 from mesh_compliance.nodes import InventoryError, NoNode, open_host, run_nodes
+from mesh_compliance.vantage import gateway_node
 from mesh_compliance.redact import RedactingFilter
 from mesh_compliance.reporting import html_hooks, junit, ledger, waivers
 from mesh_compliance.reporting.run_end import RunEnd
@@ -180,6 +181,18 @@ def pytest_generate_tests(metafunc):
     if not nodes:
         nodes = [NoNode(roles)]
     metafunc.parametrize("target", nodes, indirect=True, ids=[node.name for node in nodes])
+
+
+@pytest.fixture(scope="session")
+def db_vantage(request):
+    """Return the node the database login starts from (the first gateway node) and the SSH config."""
+    run = _run(request.config)
+    try:
+        nodes = run_nodes(request.config, run.site)
+    except InventoryError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    ssh_config = getattr(request.config.option, "ssh_config", None) or run.site.fleet.ssh_config or None
+    return gateway_node(nodes), ssh_config
 
 
 @pytest.fixture

@@ -114,3 +114,91 @@ def test_parallel_workers_give_one_combined_result(compliant_lab, fleet, tmp_pat
     serial = run_suite(compliant_lab, tmp_path, f"--site={fleet_site(compliant_lab, fleet, tmp_path)}")
     assert sorted((r["control"], r["node"]) for r in run.document["results"]) == sorted(
         (r["control"], r["node"]) for r in serial.document["results"])
+
+
+class Relay:
+    """TCP relay from a test host's link address on this machine to the lab's PostgreSQL on 127.0.0.1."""
+
+    def __init__(self, listen_address: str, target_port: int):
+        import socket
+        import threading
+
+        self.server = socket.create_server((listen_address, 0))
+        self.port = self.server.getsockname()[1]
+        self.target_port = target_port
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.server.close()
+
+
+def gateway_over_ssh_site(compliant_lab, fleet, directory, relay):
+    gateway_host = fleet.hosts[0]
+    text = open(compliant_lab.site_file).read().replace(
+        "[database]", f'[database]\nhost = "{gateway_host.peer_address}"\nport = {relay.port}', 1)
+    text += f"""
+[fleet]
+ssh_config = "{fleet.ssh_config}"
+
+[[nodes]]
+name = "remote-gateway"
+roles = ["gateway"]
+connection = "{gateway_host.connection}"
+"""
+    path = directory / "gateway-site.toml"
+    path.write_text(text)
+    return path
+
+
+def test_db_login_runs_from_gateway_node(compliant_lab, fleet, tmp_path):
+    relay = Relay(fleet.hosts[0].peer_address, compliant_lab.pg.port)
+    try:
+        run = run_suite(compliant_lab, tmp_path, f"--site={gateway_over_ssh_site(compliant_lab, fleet, tmp_path, relay)}",
+                        "--control=db-login")
+    finally:
+        relay.close()
+    record = records(run, "db-login")["cluster"]
+    assert record["verdict"] == "PASS", run.output[-2000:]
+    assert "gateway node remote-gateway, through an SSH forward" in record["evidence"]["observed"]["vantage point"]
+
+
+def test_db_login_from_unreachable_gateway_is_error(compliant_lab, fleet, tmp_path):
+    relay = Relay(fleet.hosts[0].peer_address, compliant_lab.pg.port)
+    site = gateway_over_ssh_site(compliant_lab, fleet, tmp_path, relay)
+    fleet.stop(fleet.hosts[0].name)
+    try:
+        run = run_suite(compliant_lab, tmp_path, f"--site={site}", "--control=db-login")
+    finally:
+        fleet.start(fleet.hosts[0].name)
+        relay.close()
+    record = records(run, "db-login")["cluster"]
+    assert record["verdict"] == "ERROR"
+    assert "SSH forward" in record["message"]
