@@ -26,6 +26,8 @@ import pytest
 from mesh_compliance.log import logger
 from mesh_compliance.reporting import monitoring, secretscan
 
+# NOTE: the plugin name and its ``out`` attribute are pytest-testinfra 10's
+# internals. Should they change, testinfra's line is printed too, before this one.
 TESTINFRA_NAGIOS_REPORTER = "nagiosreporter"
 
 
