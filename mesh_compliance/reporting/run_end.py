@@ -27,7 +27,8 @@ from mesh_compliance.log import logger
 from mesh_compliance.reporting import monitoring, secretscan
 
 # NOTE: the plugin name and its ``out`` attribute are pytest-testinfra 10's
-# internals. Should they change, testinfra's line is printed too, before this one.
+# internals. Should they change, testinfra's own line and exit code come first,
+# and this line then starts from testinfra's code instead of the suite's.
 TESTINFRA_NAGIOS_REPORTER = "nagiosreporter"
 
 
