@@ -193,6 +193,8 @@ class LedgerPlugin:
     def pytest_sessionfinish(self, session):
         # Runs before the plugin's trylast sessionfinish, which computes the exit
         # code from run.drift and writes the results file.
+        # NOTE: only single-process runs are tested; under pytest-xdist the records
+        # exist on the controlling process only, so workers return here.
         if not self.run.records:
             return
         current = snapshot(self.run)
