@@ -119,7 +119,7 @@ def test_login_without_kv_credentials_fails(state, suite):
 
 
 def test_login_fix_creates_role_and_database(state, suite):
-    state.sql(f'DROP DATABASE "{ROLE}"')
+    state.sql(f'DROP DATABASE "{ROLE}" WITH (FORCE)')
     state.sql(f'DROP ROLE "{ROLE}"')
     run = suite("--control", LOGIN, "--fix", "--allow=create-db-role")
     assert run.verdict(LOGIN) == "FIXED"

@@ -104,7 +104,7 @@ def test_dry_run_shows_unit_file_diff(dry):
 
 
 def test_dry_run_masks_sql_secrets(state, suite):
-    state.sql('DROP DATABASE "carbonio-files-adm"')
+    state.sql('DROP DATABASE "carbonio-files-adm" WITH (FORCE)')
     state.sql('DROP ROLE "carbonio-files-adm"')
     run = suite("--control", "db-login", "--dry-run", "--allow=create-db-role")
     plan = "\n".join(run.record("db-login")["fix"]["plan"])
@@ -122,7 +122,7 @@ def test_dry_run_plan_in_html_report(dry):
 # -- opt-ins ------------------------------------------------------------------------------
 
 def test_create_db_role_needs_opt_in(state, suite):
-    state.sql('DROP DATABASE "carbonio-files-adm"')
+    state.sql('DROP DATABASE "carbonio-files-adm" WITH (FORCE)')
     state.sql('DROP ROLE "carbonio-files-adm"')
     refused = suite("--control", "db-login", "--fix")
     assert refused.verdict("db-login") == "FAIL"
