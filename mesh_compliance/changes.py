@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from mesh_compliance.consul import ConsulClient, Response
+from mesh_compliance.consul import SERVER_FIELDS, ConsulClient, Response
 from mesh_compliance.errors import FixError
 from mesh_compliance.journal import Journal, scrub
 from mesh_compliance.log import logger
@@ -200,9 +200,6 @@ def _undo(method: str, path: str, body, before, response: Response) -> dict | No
         value = (before[0].get("Value") if isinstance(before, list) and before else None) or ""
         return {"method": "PUT", "path": path, "base64": value}
     return None
-
-
-SERVER_FIELDS = ("CreateIndex", "ModifyIndex", "Hash")
 
 
 def _views(path: str, before, after):

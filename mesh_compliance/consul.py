@@ -33,6 +33,9 @@ from mesh_compliance.log import logger
 from mesh_compliance.redact import redact, register_secret
 
 DEFAULT_ADDR = "http://127.0.0.1:8500"
+
+# Fields Consul fills in on write; a config entry sent back must leave them out.
+SERVER_FIELDS = ("CreateIndex", "ModifyIndex", "Hash")
 DEFAULT_TIMEOUT = 10.0
 
 

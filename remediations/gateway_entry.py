@@ -1,10 +1,9 @@
 """Fixer for the terminating-gateway config entry."""
 
+from mesh_compliance.consul import SERVER_FIELDS
 from mesh_compliance.errors import FixError
 from mesh_compliance.expected import linked_service
 from mesh_compliance.fixing import FixContext
-
-SERVER_FIELDS = ("CreateIndex", "ModifyIndex", "Hash")
 
 
 def fix_entry(ctx: FixContext) -> None:

@@ -1,9 +1,8 @@
 """Fixers for the mesh entries the carbonio-files-db package would have written."""
 
+from mesh_compliance.consul import SERVER_FIELDS
 from mesh_compliance.errors import FixError
 from mesh_compliance.fixing import FixContext
-
-SERVER_FIELDS = ("CreateIndex", "ModifyIndex", "Hash")
 
 # Source fields Consul computes on write.
 SOURCE_SERVER_FIELDS = ("Precedence", "Type")
