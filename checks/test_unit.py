@@ -34,8 +34,9 @@ def test_gateway_unit(site, target, evidence):
 
     evidence.observe("ExecStart", lines or "none")
     assert len(lines) == 1, evidence.why(f"unit file has {len(lines)} ExecStart lines, expected one")
-    assert command.binary == gateway.consul_binary and command.subcommand == ("connect", "envoy"), evidence.why(
-        f"ExecStart runs {command.binary} {' '.join(command.subcommand)}, expected {gateway.consul_binary} connect envoy")
+    runs = f"ExecStart runs {command.binary} {' '.join(command.subcommand)}, expected {gateway.consul_binary} connect envoy"
+    assert command.binary == gateway.consul_binary, evidence.why(runs)
+    assert command.subcommand == ("connect", "envoy"), evidence.why(runs)
 
     wrong = {name: command.flags.get(name, "missing") for name, value in flags.items() if command.flags.get(name) != value}
     assert not wrong, evidence.why(f"ExecStart flags differ: {wrong}")

@@ -1,6 +1,6 @@
 """Consul HTTP API client built on requests.
 
-It is written to the HTTP API of Consul 1.10 to 1.21 and knows nothing of
+It is written to the HTTP API of Consul 1.10 to 1.21 and has no code for
 the lab's double, which it is tested against. The address, TLS settings and token follow the consul CLI:
 ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_SSL``, ``CONSUL_HTTP_SSL_VERIFY``,
 ``CONSUL_CACERT``, ``CONSUL_CLIENT_CERT``/``CONSUL_CLIENT_KEY`` and the token
@@ -231,7 +231,7 @@ class ConsulClient:
 
         Consul up to 1.14 returns 403 ``ACL not found`` for a missing policy or
         token, newer versions 404. The same 403 also means "your token is
-        unknown", so that case is told apart with /v1/acl/token/self.
+        unknown", so that case is checked separately with /v1/acl/token/self.
         """
         try:
             return self.get(path, **params)

@@ -66,7 +66,7 @@ def spec_of(item: pytest.Item) -> ControlSpec | None:
 
 @dataclass
 class Evidence:
-    """What a control expected and observed, for the failure message and the report.
+    """Record of what a control expected and observed, for the failure message and the report.
 
     Every value passes through secret redaction when it is recorded, so a
     registered secret that a control records is masked.

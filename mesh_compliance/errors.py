@@ -27,7 +27,7 @@ class ConsulUnexpected(Undecided):
 
 
 class TargetError(Undecided):
-    """A command or file on the target node gave no usable answer."""
+    """A command or file on the target node gave no usable result."""
 
 
 class DatabaseUnreachable(Undecided):
@@ -35,7 +35,7 @@ class DatabaseUnreachable(Undecided):
 
 
 class DatabaseInspectionFailed(Undecided):
-    """The database answered, but the credentials used to inspect it were rejected or lacked a privilege."""
+    """The database responded, but the credentials used to inspect it were rejected or lacked a privilege."""
 
 
 class FixError(Exception):

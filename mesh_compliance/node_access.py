@@ -1,4 +1,4 @@
-"""What an account of the audited node can really do with a path: search it, read it.
+"""Checks of what an account of the audited node can really do with a path: search it, read it.
 
 Permission bits alone do not decide that: parent directories, supplementary
 groups, ACLs and mandatory access control all take part. So the test runs as
@@ -57,7 +57,7 @@ def _test_as(target: Target, user: str, flag: str, node_path: str) -> bool:
     if result.rc == 0:
         return True
     # test exits 1 without output for "no". Any other result means runuser
-    # or setpriv failed, which tells nothing about the path.
+    # or setpriv failed, which says nothing about the path.
     if result.rc == 1 and not result.stderr.strip():
         return False
     raise TargetError(f"cannot run test {flag} {node_path} as {user} on {target.name}: rc={result.rc} {result.stderr.strip()}")

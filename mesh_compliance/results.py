@@ -72,6 +72,11 @@ class Run:
                    dry_run=bool(config.option.mesh_dry_run),
                    journal_dir=config.option.mesh_journal_dir)
 
+    def fix_mode(self) -> str:
+        if self.dry_run:
+            return "dry run (plan only)"
+        return "on" if self.fix else "off (audit only)"
+
     def note_consul(self, client, identity: dict) -> None:
         """Record which token identity and agent the run used (never the secret)."""
         self.consul_info["token_accessor"] = identity.get("AccessorID", "")
@@ -101,7 +106,7 @@ class Run:
             "Consul address": self.settings.address,
             "Consul token from": self.settings.token_source,
             "Target root": self.root or "/",
-            "Fix mode": "dry run (plan only)" if self.dry_run else "on" if self.fix else "off (audit only)",
+            "Fix mode": self.fix_mode(),
             "Profile": self.profile,
             "Run by": f"{getpass.getuser()}@{socket.gethostname()}",
         }
@@ -220,7 +225,7 @@ def redact_longrepr(value, depth: int = 0):
     """Mask secrets everywhere in pytest's failure representation, keeping its type.
 
     Assertion rewriting and --showlocals print intermediate values, which can
-    include a secret a control compared; pytest's repr objects are dataclasses,
+    include a secret a control compared. pytest's repr objects are dataclasses,
     so every string field is rewritten in place.
     """
     if depth > 12 or value is None:

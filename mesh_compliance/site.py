@@ -149,7 +149,7 @@ class NodeLayout:
 
 @dataclass(frozen=True)
 class Decommission:
-    """What the decommissioned profile also requires."""
+    """Extra requirements of the decommissioned profile."""
 
     unlink_tokens: bool = False
 

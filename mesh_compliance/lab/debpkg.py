@@ -21,7 +21,7 @@ class PackageFile:
 
 @dataclass(frozen=True)
 class PackageSpec:
-    """What dpkg-deb needs for a package without maintainer scripts."""
+    """Description dpkg-deb needs for a package without maintainer scripts."""
 
     name: str
     version: str

@@ -374,9 +374,9 @@ def _write_host_ssh_files(host: TestHost, client_public_key: Path) -> None:
     authorized.write_text(client_public_key.read_text(encoding="utf-8"), encoding="utf-8")
     os.chmod(authorized, 0o600)
 
-    # bash reads root's .bashrc for every command sshd runs; this machine's
-    # may load slow interactive setup (pyenv here takes about 0.5 s), so the
-    # host gets an empty one and commands cost what they would on a server.
+    # bash reads root's .bashrc for every command sshd runs, and this
+    # machine's may load slow interactive setup (pyenv here takes about 0.5 s).
+    # The host gets an empty one, so commands cost what they would on a server.
     home = host.upper / "root"
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)

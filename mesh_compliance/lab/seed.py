@@ -75,7 +75,7 @@ def _write_config_dir(root: TargetRoot, site: LabSite) -> None:
         "policies.json": (documented.policies_json(), 0o640),
         "carbonio-files-db-external.json": (documented.external_service_json(site.db_host, site.db_port), 0o640),
         "gateway-config.hcl": (documented.gateway_config_hcl(), 0o640),
-        # The token file holds the output of a failed token pipeline.
+        # The token file contains the output of a failed token pipeline.
         "token": (FAILED_TOKEN_TEXT, 0o600),
     }
     for name, (text, mode) in files.items():

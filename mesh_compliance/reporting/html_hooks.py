@@ -50,7 +50,12 @@ def pytest_html_results_summary(prefix, summary, postfix):
     if run is None:
         return
     counts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(run.counts().items()))
-    mode = "dry run: fixes planned, nothing changed" if run.dry_run else "fix run" if run.fix else "audit only"
+    if run.dry_run:
+        mode = "dry run: fixes planned, nothing changed"
+    elif run.fix:
+        mode = "fix run"
+    else:
+        mode = "audit only"
     prefix.append(html_parts.assets())
     prefix.append(f"<p><strong>Compliance verdicts:</strong> {escape(counts or 'none yet')} "
                   f"({escape(mode)}, profile {escape(run.profile)}, run {escape(run.run_id)})</p>")
