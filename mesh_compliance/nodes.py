@@ -1,8 +1,8 @@
 """The nodes a run audits, and which node controls run on which of them.
 
 Nodes come from the site file's ``[[nodes]]`` tables (name, roles,
-testinfra connection string), else from testinfra's ``--hosts``, else the
-local host. A node control runs on every node that has one of its roles;
+testinfra connection string), else from an Ansible inventory, else from
+testinfra's ``--hosts``, else the local host. A node control runs on every node that has one of its roles;
 the role ``*`` means every node. Cluster controls (Consul, database) run
 once, on no node.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import testinfra
+
+from mesh_compliance.inventory import InventoryError, InventoryHost, read_inventory
 
 ROLES = ("gateway", "files", "proxy", "database", "other")
 EVERY_NODE = "*"
@@ -57,51 +59,43 @@ GROUP_ROLES = {
 }
 
 
-class InventoryError(ValueError):
-    """The Ansible inventory cannot be read or names no node of a known role."""
+# Variables that give a host's SSH connection, newest name first.
+ADDRESS_VARIABLES = ("ansible_host", "ansible_ssh_host")
+USER_VARIABLES = ("ansible_user", "ansible_ssh_user")
+PORT_VARIABLES = ("ansible_port", "ansible_ssh_port")
 
 
 def inventory_nodes(path: str) -> list[NodeSpec]:
-    """Read the nodes and their roles from an INI Ansible inventory.
+    """Read the nodes and their roles from an Ansible inventory (INI or YAML).
 
-    A host's role comes from the groups it is listed in (see GROUP_ROLES);
-    ``ansible_host``, ``ansible_user`` and ``ansible_port`` build its SSH
-    connection string. Hosts only in other groups get the role ``other``.
+    A host's roles come from the groups it belongs to, child groups included
+    (see GROUP_ROLES); hosts in no such group get the role ``other``.
+    ``ansible_host``, ``ansible_user`` and ``ansible_port``, from the host or
+    its groups, build its SSH connection string; the user defaults to root.
     """
-    # NOTE: YAML inventories and group children ([group:children]) are not read.
-    try:
-        lines = open(path, encoding="utf-8").read().splitlines()
-    except OSError as exc:
-        raise InventoryError(f"cannot read Ansible inventory {path}: {exc.strerror}") from exc
-
-    roles: dict[str, set[str]] = {}
-    connections: dict[str, str] = {}
-    group = "ungrouped"
-    for raw in lines:
-        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            group = line[1:-1].strip()
-            continue
-        if ":" in group:
-            continue
-        name, *variables = line.split()
-        settings = dict(item.split("=", 1) for item in variables if "=" in item)
-        user = settings.get("ansible_user", "root")
-        port = settings.get("ansible_port")
-        address = settings.get("ansible_host", name)
-        # A host listed again in another group keeps the variables it was given.
-        if name not in connections or settings:
-            connections[name] = f"ssh://{user}@{address}" + (f":{port}" if port else "")
-        roles.setdefault(name, set())
-        role = GROUP_ROLES.get(group.lower())
-        if role:
-            roles[name].add(role)
-
-    if not connections:
+    hosts = read_inventory(path)
+    if not hosts:
         raise InventoryError(f"Ansible inventory {path} lists no host")
-    return [NodeSpec(name, tuple(sorted(roles[name])) or ("other",), connections[name]) for name in connections]
+
+    nodes = []
+    for host in hosts:
+        roles = sorted({GROUP_ROLES[group.lower()] for group in host.groups if group.lower() in GROUP_ROLES})
+        nodes.append(NodeSpec(host.name, tuple(roles) or ("other",), _connection(host)))
+    return nodes
+
+
+def _connection(host: InventoryHost) -> str:
+    address = _first(host.variables, ADDRESS_VARIABLES) or host.name
+    user = _first(host.variables, USER_VARIABLES) or "root"
+    port = _first(host.variables, PORT_VARIABLES)
+    return f"ssh://{user}@{address}" + (f":{port}" if port else "")
+
+
+def _first(variables: dict, names: tuple[str, ...]) -> str:
+    for name in names:
+        if variables.get(name) not in (None, ""):
+            return str(variables[name])
+    return ""
 
 
 def _label(spec: str) -> str:
@@ -121,3 +115,11 @@ def open_host(config, site, node: NodeSpec):
         connection=getattr(option, "connection", None),
     )
 
+
+def open_target(config, site, node: NodeSpec):
+    """Return the Target of ``node``; ``--root`` is a path on the runner, so it applies to local nodes only."""
+    from mesh_compliance.target import Target
+
+    local = node.connection.startswith("local")
+    root = node.root or (config.option.mesh_root if local else None)
+    return Target(open_host(config, site, node), root, label=node.name)

@@ -175,7 +175,7 @@ class Node:
 @dataclass(frozen=True)
 class Fleet:
     ssh_config: str = ""
-    ansible_inventory: str = ""   # an INI inventory whose groups name the nodes' roles
+    ansible_inventory: str = ""   # an INI or YAML inventory whose groups name the nodes' roles
 
 
 @dataclass(frozen=True)
