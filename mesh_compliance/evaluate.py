@@ -35,6 +35,10 @@ class Outcome:
 
 
 def evaluate_control(item: pytest.Item, spec: ControlSpec, run) -> Outcome:
+    if run.fix and run.shared is not None:
+        from remediations import FIXERS
+
+        run.shared.wait_for_earlier(spec.id, list(FIXERS))
     outcome = _check(item)
     if outcome.verdict != "FAIL" or not run.fix:
         return outcome
@@ -44,7 +48,8 @@ def evaluate_control(item: pytest.Item, spec: ControlSpec, run) -> Outcome:
         outcome.fix = {"status": "none", "reason": "no fixer exists for this control; repair it by hand", "changes": []}
         return outcome
 
-    blocked = _blocking_prerequisite(spec.id, run)
+    target = item.funcargs.get("target")
+    blocked = _blocking_prerequisite(spec.id, run, target.name if target is not None else None)
     if blocked:
         outcome.fix = {"status": "not attempted", "reason": blocked, "changes": [], "before": outcome.message}
         return outcome
@@ -53,12 +58,18 @@ def evaluate_control(item: pytest.Item, spec: ControlSpec, run) -> Outcome:
     return _fix_and_recheck(item, spec, run, fixer, outcome)
 
 
-def _blocking_prerequisite(control_id: str, run) -> str:
-    """Name a prerequisite control that failed in this run, so its dependant is not attempted."""
+def _blocking_prerequisite(control_id: str, run, node: str | None) -> str:
+    """Name a prerequisite control that failed in this run, so its dependant is not attempted.
+
+    A node control depends on its prerequisites on the same node and on
+    cluster controls; a cluster control depends on them on every node.
+    """
     from remediations import PREREQUISITES
 
     for required in PREREQUISITES.get(control_id, ()):
-        record = run.latest(required)
+        if run.shared is not None and run.shared.wait_for(required) is None:
+            return f"prerequisite control {required} did not report within {run.shared.wait_seconds:.0f} s; repair it first"
+        record = run.latest(required, node)
         if record is None:
             continue
         fix = record.get("fix") or {}
@@ -147,7 +158,8 @@ def _context(item: pytest.Item, spec: ControlSpec, run) -> FixContext:
     if not isinstance(consul, ConsulClient):
         consul = ConsulClient(run.settings)
     target = item.funcargs.get("target")
-    log = ChangeLog(spec.id, run.dry_run, run.journal(target.name if target is not None else "cluster"),
+    journal = run.journal(target.name, target.label or "local") if target is not None else run.journal("cluster")
+    log = ChangeLog(spec.id, run.dry_run, journal,
                     own_accessor=run.consul_info.get("token_accessor", ""),
                     own_policy_ids=frozenset(run.consul_info.get("token_policy_ids", ())))
     return FixContext(

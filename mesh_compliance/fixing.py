@@ -7,18 +7,18 @@ difference and reports each change. Every change goes through this context:
 - in a real run it is made, and the journal records the state before it and
   how ``--rollback`` undoes it. A file is copied next to itself before it is
   replaced; a Consul object is also written to the backup directory as JSON.
+File changes run on the node through its own connection (mesh_compliance.node_writes).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh_compliance import node_writes
 from mesh_compliance.changes import AGENT_UNITS, ChangeLog, GuardedConsul
 from mesh_compliance.errors import FixError
 from mesh_compliance.log import logger
@@ -110,17 +110,13 @@ class FixContext:
     def keep_file(self, node_path: str) -> str | None:
         """Copy a node file next to itself, keeping owner and mode; return the copy's path."""
         target = self.require_target()
-        local = target.path(node_path)
-        if not os.path.lexists(local):
+        path = target.path(node_path)
+        if not node_writes.exists(target, path):
             return None
         if self.dry_run:
-            return f"{local}.<time>.bak"
-        _require_local(target)
-        backup = _free_name(local, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
-        shutil.copy2(local, backup)
-        stat = os.stat(local)
-        os.chown(backup, stat.st_uid, stat.st_gid)
-        logger.info("fix: backed up %s to %s", local, backup)
+            return f"{path}.<time>.bak"
+        backup = node_writes.copy_aside(target, path, _stamp())
+        logger.info("fix: backed up %s to %s on %s", path, backup, target.name)
         return backup
 
     def write_file(self, node_path: str, content: str, *, owner: str, group: str, mode: int) -> str | None:
@@ -129,9 +125,8 @@ class FixContext:
         The previous file is copied next to itself first; its copy's path is returned.
         """
         target = self.require_target()
-        _require_local(target)
-        local = target.path(node_path)
-        before = _read(local)
+        path = target.path(node_path)
+        before = target.read_text(node_path)
 
         if self.dry_run:
             self.log.plan("file", node_path, "write" if before is not None else "create",
@@ -141,8 +136,8 @@ class FixContext:
         uid, gid = _ids(target, owner, group)
 
         backup = self.keep_file(node_path) if before is not None else None
-        _atomic_write(local, content, uid, gid, mode)
-        undo = {"restore_file": local, "backup": backup} if backup else {"remove_file": local}
+        node_writes.replace(target, path, content, uid, gid, mode)
+        undo = {"restore_file": path, "backup": backup} if backup else {"remove_file": path}
         self.log.journal_entry(kind="file", obj=node_path, action="write", before=_digest_text(before),
                                after=_digest_text(content), backup=backup, undo=undo)
         return backup
@@ -150,19 +145,16 @@ class FixContext:
     def move_aside(self, node_path: str) -> str:
         """Rename a node file to ``<file>.<UTC time>.bak`` (kept, never deleted); return that path."""
         target = self.require_target()
-        _require_local(target)
-        local = target.path(node_path)
-        backup = _free_name(local, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
-        node_backup = backup[len(target.root):] if target.root else backup
+        path = target.path(node_path)
         if self.dry_run:
-            self.log.plan("file", node_path, f"move aside to {node_backup}")
-            return node_backup
-        try:
-            os.rename(local, backup)
-        except OSError as exc:
-            raise FixError(f"cannot move {local} aside: {exc.strerror}") from exc
+            planned = f"{node_path}.{_stamp()}.bak"
+            self.log.plan("file", node_path, f"move aside to {planned}")
+            return planned
+
+        backup = node_writes.move_aside(target, path, _stamp())
+        node_backup = path_below_root(target, backup)
         self.log.journal_entry(kind="file", obj=node_path, action=f"moved to {node_backup}",
-                               backup=backup, undo={"restore_file": local, "backup": backup})
+                               backup=backup, undo={"restore_file": path, "backup": backup})
         return node_backup
 
     # -- commands and SQL ---------------------------------------------------------
@@ -202,13 +194,6 @@ def _guard_agent(argv: tuple[str, ...]) -> None:
             raise FixError("refusing to stop or disable the Consul agent this run talks to")
 
 
-def _require_local(target: Target) -> None:
-    # NOTE: file writes go through the runner's own filesystem, so they need
-    # the local backend (optionally with --root). Remote writes would need a
-    # channel that keeps secrets off command lines.
-    if not target.is_local:
-        raise FixError(f"file fixes are supported on the local backend only, not on {target.name}")
-
 
 def _ids(target: Target, owner: str, group: str) -> tuple[int, int]:
     account = target.account(owner)
@@ -220,32 +205,6 @@ def _ids(target: Target, owner: str, group: str) -> tuple[int, int]:
     return account.uid, gid
 
 
-def _atomic_write(local: str, content: str, uid: int, gid: int, mode: int) -> None:
-    directory = os.path.dirname(local)
-    if not os.path.isdir(directory):
-        raise FixError(f"directory {directory} does not exist; create it before this fix can write {local}")
-
-    handle, temporary = tempfile.mkstemp(prefix=".mesh-compliance-", dir=directory)
-    try:
-        os.fchmod(handle, mode)
-        os.fchown(handle, uid, gid)
-        os.write(handle, content.encode("utf-8"))
-        os.fsync(handle)
-    except OSError as exc:
-        os.close(handle)
-        os.unlink(temporary)
-        raise FixError(f"cannot write {local}: {exc.strerror}") from exc
-    os.close(handle)
-    os.replace(temporary, local)
-    _fsync_directory(directory)
-
-
-def _read(local: str) -> str | None:
-    try:
-        with open(local, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def _mask(text: str | None) -> str | None:
@@ -266,23 +225,18 @@ def _digest_text(text: str | None) -> dict | None:
     return {"digest": digest(text), "text": masked if masked == text else None}
 
 
-def _free_name(path: str, stamp: str) -> str:
-    """Return ``path.STAMP.bak``, or with a counter when that backup already exists."""
-    candidate, counter = f"{path}.{stamp}.bak", 1
-    while os.path.lexists(candidate):
-        candidate = f"{path}.{stamp}-{counter}.bak"
-        counter += 1
-    return candidate
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
+
+def path_below_root(target: Target, path: str) -> str:
+    """Return the node path of ``path``, a path the node's tools see below ``--root``."""
+    if target.root and path.startswith(target.root + "/"):
+        return path[len(target.root):]
+    return path
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

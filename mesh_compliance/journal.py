@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mesh_compliance.redact import known_secrets, redact
 
-JOURNAL_SCHEMA_VERSION = 1
+JOURNAL_SCHEMA_VERSION = 2
 
 
 def digest(value: str | bytes) -> str:
@@ -46,6 +46,8 @@ class Journal:
     directory: Path
     run_id: str
     target: str
+    # The node's name in the run's node list, which --rollback resolves to its connection.
+    node: str = "local"
 
     @property
     def path(self) -> Path:
@@ -59,6 +61,7 @@ class Journal:
             "run_id": self.run_id,
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "target": self.target,
+            "node": self.node,
             "control": control,
             "kind": kind,
             "object": obj,

@@ -1,9 +1,10 @@
 """One fixing run at a time per target; audits are never blocked.
 
-Two locks are taken before any fixer runs:
-- a file lock on the node (``flock`` on ``/run/lock/carbonio-mesh-compliance.lock``,
+These locks are taken before any fixer runs:
+- a file lock on each node (``flock`` on ``/run/lock/carbonio-mesh-compliance.lock``,
   below the root directory with ``--root``), so two runs against the same node
-  never both change it;
+  never both change it. A remote node's lock is held through its connection
+  (mesh_compliance.node_lock);
 - a lock key in Consul KV, created with check-and-set index 0, so two runs
   against the same cluster from different machines never both change it. The
   key records who holds it and until when; an expired key is taken over.
@@ -103,7 +104,7 @@ class FixLock:
                     logger.debug("lock: holding Consul key %s", LOCK_KEY)
                     return
             elif time.monotonic() >= deadline:
-                raise LockBusy(f"another fixing run holds the Consul key {LOCK_KEY} ({_describe(value)}); "
+                raise LockBusy(f"another fixing run holds the Consul key {LOCK_KEY} ({describe_holder(value)}); "
                                "wait for it to finish or raise --lock-timeout")
             time.sleep(POLL_SECONDS)
 
@@ -114,14 +115,43 @@ class FixLock:
         self._kv_index = None
 
 
-def lock_for(config, run) -> FixLock:
-    """Return the lock of the node and cluster this run fixes."""
-    # NOTE: with --hosts the file lock is taken on the runner, not on the
-    # remote nodes; the Consul key still serializes runs per cluster.
+@dataclass
+class RunLocks:
+    """The locks of one fixing run, taken in order and released in reverse."""
+
+    locks: list
+
+    def acquire(self) -> None:
+        taken = []
+        try:
+            for lock in self.locks:
+                lock.acquire()
+                taken.append(lock)
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
+
+    def release(self) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+
+def lock_for(config, run_id: str, settings, targets: list) -> RunLocks:
+    """Return the locks of a fixing run: the runner's file lock, the Consul key and each remote node's file lock.
+
+    The runner's lock file lies below --root and covers the local nodes.
+    """
+    from mesh_compliance.node_lock import RemoteNodeLock
+
+    timeout = config.option.mesh_lock_timeout
     root = config.option.mesh_root or "/"
-    path = os.path.join(root, LOCK_FILE.lstrip("/"))
-    consul = ConsulClient(run.settings) if run.settings.token else None
-    return FixLock(run.run_id, path, consul, config.option.mesh_lock_timeout)
+    consul = ConsulClient(settings) if settings.token else None
+    locks: list = [FixLock(run_id, os.path.join(root, LOCK_FILE.lstrip("/")), consul, timeout)]
+    for target in targets:
+        if not target.is_local:
+            locks.append(RemoteNodeLock(target, _holder(run_id), timeout, LOCK_FILE))
+    return RunLocks(locks)
 
 
 def _holder(run_id: str) -> dict:
@@ -130,10 +160,10 @@ def _holder(run_id: str) -> dict:
 
 def _read_holder(handle: int) -> str:
     os.lseek(handle, 0, os.SEEK_SET)
-    return _describe(os.read(handle, 4096).decode(errors="replace"))
+    return describe_holder(os.read(handle, 4096).decode(errors="replace"))
 
 
-def _describe(value: str | None) -> str:
+def describe_holder(value: str | None) -> str:
     try:
         holder = json.loads(value or "")
     except json.JSONDecodeError:

@@ -11,6 +11,9 @@ FIXED when it passes, FIX FAILED when it still fails or the fixer broke.
 
 from __future__ import annotations
 
+import shutil
+from collections import Counter
+
 import pytest
 
 from mesh_compliance import results
@@ -19,16 +22,17 @@ from mesh_compliance.controls import CONTROLS, PROFILES, Evidence, spec_of
 from mesh_compliance.evaluate import Outcome, evaluate_control
 from mesh_compliance.fixing import OPT_IN_KINDS
 from mesh_compliance.log import logger
-from mesh_compliance.nodes import InventoryError, NoNode, open_host, run_nodes
+from mesh_compliance.nodes import InventoryError, NoNode, open_target, run_nodes
 from mesh_compliance.vantage import gateway_node
 from mesh_compliance.redact import RedactingFilter
 from mesh_compliance.reporting import html_hooks, junit, ledger, waivers
 from mesh_compliance.reporting.run_end import RunEnd
+from mesh_compliance.shared_results import ORDERED_DIST_MODES, SharedResults, create_directory
 from mesh_compliance.site import SiteError, load_site
-from mesh_compliance.target import Target
 
 OUTCOME_KEY = pytest.StashKey[Outcome]()
 RUN_KEY = pytest.StashKey["results.Run"]()
+SHARED_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
 
     run = _start_run(config)
+    if run.fix:
+        _share_fix_results(config, run)
     config.pluginmanager.register(results.Recorder(run), "mesh_compliance.recorder")
     config.pluginmanager.register(RunEnd(config, run), "mesh_compliance.run_end")
     config.pluginmanager.register(ledger.LedgerPlugin.from_config(config, run), "mesh_compliance.ledger")
@@ -99,6 +105,37 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(html_hooks, "mesh_compliance.html")
         html_hooks.RUN[0] = run
+
+
+def _share_fix_results(config: pytest.Config, run: "results.Run") -> None:
+    """With --fix and pytest-xdist workers, let every worker see the verdicts of the others.
+
+    A fixer waits for its prerequisites even when another worker runs them
+    (see mesh_compliance.shared_results).
+    """
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None:
+        if worker_input.get("mesh_shared_results"):
+            run.shared = SharedResults(worker_input["mesh_shared_results"], worker_input["workerid"])
+        return
+
+    dist = config.getoption("dist", "no")
+    if dist != "no" and dist not in ORDERED_DIST_MODES:
+        raise pytest.UsageError(f"--fix cannot run with --dist={dist}, because that mode may run a fixer before "
+                                f"its prerequisites; use --dist={' or --dist='.join(ORDERED_DIST_MODES)}")
+    if dist != "no":
+        directory = create_directory()
+        config.stash[SHARED_KEY] = directory
+        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """Give each pytest-xdist worker the controller's run id and, with --fix, the shared results directory."""
+    run = node.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        node.workerinput["mesh_run_id"] = run.run_id
+        node.workerinput["mesh_shared_results"] = node.config.stash.get(SHARED_KEY, "")
 
 
 def _start_run(config: pytest.Config) -> "results.Run":
@@ -160,11 +197,7 @@ def target(request):
     if isinstance(node, NoNode):
         pytest.skip(f"not applicable: no node of this run has the role {' or '.join(node.roles)}; "
                     "list the cluster's nodes with their roles in the site file's [[nodes]]")
-    run = _run(request.config)
-    # --root is a path on the runner, so it applies to local nodes only.
-    local = node.connection.startswith("local")
-    root = node.root or (request.config.option.mesh_root if local else None)
-    return Target(open_host(request.config, run.site, node), root, label=node.name)
+    return open_target(request.config, _run(request.config).site, node)
 
 
 def pytest_generate_tests(metafunc):
@@ -220,6 +253,9 @@ def pytest_collection_modifyitems(session, config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     items[:] = selected
+    run = _run(config)
+    if run.shared is not None:
+        run.shared.scheduled = Counter(spec.id for spec in map(spec_of, selected) if spec is not None)
 
 
 def _selected(spec, profile: str, requested: set[str]) -> bool:
@@ -309,16 +345,24 @@ def pytest_report_teststatus(report, config):
 def pytest_sessionstart(session):
     run = session.config.stash.get(RUN_KEY, None)
     if run is None or not run.fix or run.dry_run or hasattr(session.config, "workerinput"):
-        # pytest-xdist workers run under the lock their controller holds.
+        # pytest-xdist workers run under the locks their controller holds.
         return
+    from mesh_compliance.errors import TargetError
     from mesh_compliance.locking import LockBusy, lock_for
 
-    lock = lock_for(session.config, run)
     try:
-        lock.acquire()
+        nodes = run_nodes(session.config, run.site)
+    except InventoryError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    targets = [open_target(session.config, run.site, node) for node in nodes]
+    locks = lock_for(session.config, run.run_id, run.settings, targets)
+    try:
+        locks.acquire()
     except LockBusy as exc:
         pytest.exit(str(exc), returncode=results.EXIT_LOCKED)
-    session.config.add_cleanup(lock.release)
+    except TargetError as exc:
+        pytest.exit(f"{exc}; no fixer ran", returncode=results.EXIT_LOCKED)
+    session.config.add_cleanup(locks.release)
 
 
 @pytest.hookimpl(trylast=True)

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mesh_compliance.redact import MASK, redact
 
@@ -43,6 +44,9 @@ def suite_version() -> str:
     except importlib_metadata.PackageNotFoundError:
         return "unknown"
 
+if TYPE_CHECKING:
+    from mesh_compliance.shared_results import SharedResults
+
 
 @dataclass
 class Run:
@@ -60,11 +64,15 @@ class Run:
     consul_info: dict = field(default_factory=dict)
     # Comparison with --baseline (mesh_compliance.reporting.ledger.compare), or None.
     drift: dict | None = None
+    # In a pytest-xdist worker of a fixing run: the verdicts of every worker.
+    shared: SharedResults | None = None
 
     @classmethod
     def start(cls, config, site, settings) -> "Run":
         now = dt.datetime.now(dt.timezone.utc)
-        run_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
+        # pytest-xdist workers take the run id of their controller, so one run has one journal.
+        worker_input = getattr(config, "workerinput", {})
+        run_id = worker_input.get("mesh_run_id") or f"{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
         return cls(site, settings, run_id, now.isoformat(timespec="seconds"),
                    config.option.mesh_results_json, config.option.mesh_root,
                    bool(config.option.mesh_fix or config.option.mesh_dry_run),
@@ -83,15 +91,20 @@ class Run:
         self.consul_info["token_description"] = identity.get("Description", "")
         self.consul_info["token_policy_ids"] = [link.get("ID") for link in identity.get("Policies") or []]
 
-    def journal(self, target: str):
+    def journal(self, target: str, node: str = "cluster"):
         """Return the journal of this run, or None in a dry run, which changes nothing."""
         from mesh_compliance.journal import Journal
 
-        return None if self.dry_run else Journal(Path(self.journal_dir), self.run_id, target)
+        return None if self.dry_run else Journal(Path(self.journal_dir), self.run_id, target, node)
 
-    def latest(self, control_id: str) -> dict | None:
-        """Return the last record of a control in this run, if it has run."""
-        matches = [record for record in self.records if record["control"] == control_id]
+    def latest(self, control_id: str, node: str | None = None) -> dict | None:
+        """Return the last record of a control in this run, if it has run.
+
+        With ``node``, only records of that node or of the cluster count.
+        """
+        records = self.shared.records() if self.shared is not None else self.records
+        matches = [record for record in records
+                   if record["control"] == control_id and (node is None or record["node"] in (node, "cluster"))]
         return matches[-1] if matches else None
 
     def metadata(self) -> dict:
@@ -113,7 +126,7 @@ class Run:
 
     def add(self, report) -> None:
         props = properties(report)
-        self.records.append({
+        record = {
             "control": props["control"],
             "title": props["title"],
             "severity": props["severity"],
@@ -125,7 +138,10 @@ class Run:
             "evidence": json.loads(props.get("evidence", "{}")),
             "fix": json.loads(props["fix"]) if props.get("fix") else None,
             "waiver": json.loads(props["waiver"]) if props.get("waiver") else None,
-        })
+        }
+        self.records.append(record)
+        if self.shared is not None:
+            self.shared.add(record)
 
     def counts(self) -> Counter:
         return Counter(record["verdict"] for record in self.records)

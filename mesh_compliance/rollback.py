@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 from dataclasses import dataclass
 
+from mesh_compliance import node_writes
 from mesh_compliance.consul import ConsulClient
-from mesh_compliance.errors import Undecided
+from mesh_compliance.errors import FixError, Undecided
 from mesh_compliance.log import logger
 from mesh_compliance.target import Target
 
@@ -24,13 +23,17 @@ class Restored:
         return f"{word:<13} {self.entry['control']:<28} {self.entry['object']}: {self.detail}"
 
 
-def rollback(entries: list[dict], consul: ConsulClient, target: Target | None) -> list[Restored]:
-    """Apply the undo of every journal entry in reverse order and report the outcome of each."""
+def rollback(entries: list[dict], consul: ConsulClient, targets: dict[str, Target]) -> list[Restored]:
+    """Apply the undo of every journal entry in reverse order and report the outcome of each.
+
+    ``targets`` maps node names to their Target. An entry written before
+    journals named the node belongs to the node ``local``.
+    """
     outcomes = []
     for entry in reversed(entries):
         try:
-            outcomes.append(_undo(entry, consul, target))
-        except (Undecided, OSError) as exc:
+            outcomes.append(_undo(entry, consul, targets.get(entry.get("node", "local"))))
+        except (Undecided, FixError, OSError) as exc:
             logger.warning("rollback of %s failed: %s", entry["object"], exc)
             outcomes.append(Restored(entry, False, f"failed: {exc}"))
     return outcomes
@@ -44,8 +47,11 @@ def _undo(entry: dict, consul: ConsulClient, target: Target | None) -> Restored:
         return Restored(entry, True, _restore_node(consul, undo["catalog_node"], undo.get("before")))
     if "method" in undo:
         return Restored(entry, True, _replay(consul, undo))
+    if target is None:
+        return Restored(entry, False, f"node {entry.get('node', 'local')} is not in this run's node list; "
+                                      "run --rollback with the --site or --hosts of the fixing run")
     if "restore_file" in undo or "remove_file" in undo:
-        return Restored(entry, True, _restore_file(undo))
+        return Restored(entry, True, _restore_file(target, undo))
     if "argv" in undo:
         return _rerun(entry, target, undo["argv"])
     return Restored(entry, False, f"unknown undo record {sorted(undo)}")
@@ -76,19 +82,15 @@ def _restore_node(consul: ConsulClient, node: str, before: dict | None) -> str:
     return f"node {node} registered again with {len(before.get('Services') or {})} service(s) as before"
 
 
-def _restore_file(undo: dict) -> str:
+def _restore_file(target: Target, undo: dict) -> str:
     if "remove_file" in undo:
-        os.unlink(undo["remove_file"])
-        return f"removed {undo['remove_file']}, which did not exist before"
-    shutil.copy2(undo["backup"], undo["restore_file"])
-    info = os.stat(undo["backup"])
-    os.chown(undo["restore_file"], info.st_uid, info.st_gid)
-    return f"copied {undo['backup']} back to {undo['restore_file']}"
+        node_writes.remove(target, undo["remove_file"])
+        return f"removed {undo['remove_file']} on {target.name}, which did not exist before"
+    node_writes.restore(target, undo["backup"], undo["restore_file"])
+    return f"copied {undo['backup']} back to {undo['restore_file']} on {target.name}"
 
 
-def _rerun(entry: dict, target: Target | None, argv: list[str]) -> Restored:
-    if target is None:
-        return Restored(entry, False, f"no node to run {' '.join(argv)} on")
+def _rerun(entry: dict, target: Target, argv: list[str]) -> Restored:
     result = target.run(*argv)
     if result.rc != 0:
         return Restored(entry, False, f"{' '.join(argv)} failed: {result.stderr.strip()}")

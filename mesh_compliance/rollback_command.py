@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import testinfra
-
 from mesh_compliance.consul import ConsulClient, ConsulConfigError, resolve_settings
+from mesh_compliance.errors import TargetError
 from mesh_compliance.journal import read_journal
-from mesh_compliance.locking import FixLock, LockBusy, LOCK_FILE
+from mesh_compliance.locking import LockBusy, lock_for
+from mesh_compliance.nodes import InventoryError, open_target, run_nodes
 from mesh_compliance.results import EXIT_LOCKED, EXIT_ROLLBACK_INCOMPLETE
 from mesh_compliance.rollback import rollback
-from mesh_compliance.target import Target
+from mesh_compliance.site import SiteError, load_site
 
 EXIT_USAGE = 4
 
@@ -21,23 +21,22 @@ def run_rollback(config) -> int:
     try:
         entries = read_journal(Path(option.mesh_journal_dir), option.mesh_rollback)
         settings = resolve_settings(option.mesh_consul_addr, option.mesh_consul_token_file, option.mesh_consul_timeout)
-    except (FileNotFoundError, ConsulConfigError) as exc:
+        site = load_site(option.mesh_site)
+        targets = {node.name: open_target(config, site, node) for node in run_nodes(config, site)}
+    except (FileNotFoundError, ConsulConfigError, SiteError, InventoryError) as exc:
         print(f"rollback: {exc}")
         return EXIT_USAGE
 
     consul = ConsulClient(settings)
-    target = Target(testinfra.get_host("local://"), option.mesh_root)
-    root = option.mesh_root or "/"
-    lock = FixLock(f"rollback-{option.mesh_rollback}", str(Path(root) / LOCK_FILE.lstrip("/")),
-                   consul if settings.token else None, option.mesh_lock_timeout)
+    lock = lock_for(config, f"rollback-{option.mesh_rollback}", settings, list(targets.values()))
     try:
         lock.acquire()
-    except LockBusy as exc:
+    except (LockBusy, TargetError) as exc:
         print(f"rollback: {exc}")
         return EXIT_LOCKED
 
     try:
-        outcomes = rollback(entries, consul, target)
+        outcomes = rollback(entries, consul, targets)
     finally:
         lock.release()
 

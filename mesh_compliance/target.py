@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mesh_compliance.errors import TargetError
 from mesh_compliance.log import logger
+from mesh_compliance.node_input import run_with_input
 
 
 try:
@@ -27,7 +28,7 @@ SSH_FAILURES = ("Connection timed out", "Connection refused", "No route to host"
                 "Permission denied (publickey", "Connection closed by", "kex_exchange_identification", "Host key verification failed")
 
 
-def _ssh_failed(stderr: str) -> bool:
+def ssh_failed(stderr: str) -> bool:
     """True when ssh itself failed (exit 255) rather than the remote command."""
     return any(marker in stderr for marker in SSH_FAILURES)
 
@@ -95,7 +96,19 @@ class Target:
             stderr = getattr(failed, "stderr", "") or str(exc)
             raise TargetError(f"node {self.name} is unreachable over SSH: {stderr.strip()[:300]}") from exc
         logger.debug("target %s: %s -> rc=%s", self.name, command, result.rc)
-        if result.rc == 255 and self.host.backend.NAME in ("ssh", "safe-ssh") and _ssh_failed(result.stderr):
+        if result.rc == 255 and self.host.backend.NAME in ("ssh", "safe-ssh") and ssh_failed(result.stderr):
+            raise TargetError(f"node {self.name} is unreachable over SSH: {result.stderr.strip()[:300]}")
+        return result
+
+    def run_with_input(self, *argv: str, data: bytes):
+        """Run a command on the node with ``data`` on its stdin, which never appears in a log or process list."""
+        command = shlex.join(argv)
+        try:
+            result = run_with_input(self.host, command, data)
+        except UNREACHABLE as exc:
+            raise TargetError(f"node {self.name} is unreachable: {exc}") from exc
+        logger.debug("target %s: %s (%d bytes on stdin) -> rc=%s", self.name, command, len(data), result.rc)
+        if result.rc == 255 and self.host.backend.NAME in ("ssh", "safe-ssh") and ssh_failed(result.stderr):
             raise TargetError(f"node {self.name} is unreachable over SSH: {result.stderr.strip()[:300]}")
         return result
 
