@@ -9,6 +9,9 @@ once, on no node.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from dataclasses import dataclass
 
 import testinfra
@@ -106,6 +109,8 @@ def _label(spec: str) -> str:
 def open_host(config, site, node: NodeSpec):
     """Return the testinfra host of ``node``; testinfra caches it, so SSH connections are reused."""
     option = config.option
+    ssh = node.connection.startswith(("ssh://", "safe-ssh://"))
+    extra = {"controlpath": ssh_control_path(node.connection)} if ssh else {}
     return testinfra.get_host(
         node.connection,
         ssh_config=getattr(option, "ssh_config", None) or site.fleet.ssh_config or None,
@@ -113,7 +118,40 @@ def open_host(config, site, node: NodeSpec):
         sudo=getattr(option, "sudo", False),
         sudo_user=getattr(option, "sudo_user", None),
         connection=getattr(option, "connection", None),
+        **extra,
     )
+
+
+# ssh binds a master socket at ControlPath plus 17 characters, and a Unix
+# socket path holds at most 107 bytes on Linux.
+SOCKET_NAME_LENGTH = len("cmc-") + 24
+MAX_CONTROL_DIRECTORY_LENGTH = 107 - 17 - 1 - SOCKET_NAME_LENGTH
+
+
+def ssh_control_path(connection: str) -> str:
+    """Return the ControlPath of an ssh:// node, so every command to it reuses one connection.
+
+    testinfra asks ssh for ControlMaster=auto but sets no ControlPath, without
+    which ssh opens a connection per command. The socket is named after a
+    digest of the connection string (testinfra formats its ssh command with
+    ``%``, so ssh's own ``%C`` cannot be used) and lies in a directory only
+    this user can enter: $XDG_RUNTIME_DIR, else ~/.ssh, else a new temporary
+    directory when those paths are too long for a socket.
+    """
+    directory = os.environ.get("XDG_RUNTIME_DIR") or os.path.expanduser("~/.ssh")
+    if len(directory) > MAX_CONTROL_DIRECTORY_LENGTH:
+        directory = _private_temporary_directory()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return os.path.join(directory, "cmc-" + hashlib.sha256(connection.encode()).hexdigest()[:24])
+
+
+def _private_temporary_directory() -> str:
+    if not _TEMPORARY:
+        _TEMPORARY.append(tempfile.mkdtemp(prefix="cmc-"))
+    return _TEMPORARY[0]
+
+
+_TEMPORARY: list[str] = []
 
 
 def open_target(config, site, node: NodeSpec):

@@ -147,6 +147,25 @@ all:
     assert set(records(run, "proxy-node-packages")) == {"proxy-1"}
 
 
+def accepted_logins(host) -> int:
+    return host.sshd_log.read_text(encoding="utf-8").count("Accepted publickey for root")
+
+
+def test_one_login_per_node_without_control_path_in_config(compliant_lab, fleet, tmp_path):
+    plain_config = tmp_path / "ssh_config"
+    plain_config.write_text("".join(line for line in fleet.ssh_config.read_text().splitlines(keepends=True)
+                                    if not line.strip().startswith(("ControlMaster", "ControlPath", "ControlPersist"))))
+    site = tmp_path / "plain-site.toml"
+    site.write_text(fleet_site(compliant_lab, fleet, tmp_path).read_text().replace(str(fleet.ssh_config), str(plain_config)))
+    before = [accepted_logins(host) for host in fleet.hosts]
+
+    run = run_suite(compliant_lab, tmp_path, f"--site={site}", "--control=files-db-package-absent",
+                    "--control=files-node-packages", "--control=proxy-node-packages")
+
+    assert records(run, "files-db-package-absent")["files-1"]["verdict"] == "PASS", run.output[-3000:]
+    assert [accepted_logins(host) - count for host, count in zip(fleet.hosts, before)] == [1, 1]
+
+
 class Relay:
     """TCP relay from a test host's link address on this machine to the lab's PostgreSQL on 127.0.0.1."""
 
