@@ -100,7 +100,9 @@ class RemoteNodeLock:
         self._process = subprocess.Popen([*ssh_argv(backend), backend.host.name, command], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self._process.stdout.readline().strip()
-        if not line and self._process.poll() is not None:
+        if not line:
+            # stdout closed before "locked": ssh or the shell exited, and stderr says why.
+            self._process.wait(timeout=30)
             line = self._process.stderr.read().strip()[:300]
         return line
 
@@ -108,6 +110,7 @@ class RemoteNodeLock:
         self._channel = backend.client.get_transport().open_session()
         self._channel.exec_command(command)
         line = self._channel.makefile("r").readline().strip()
-        if not line and self._channel.exit_status_ready():
+        if not line:
+            self._channel.recv_exit_status()
             line = self._channel.makefile_stderr("r").read().strip()[:300]
         return line

@@ -9,14 +9,18 @@ once, on no node.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import subprocess
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 
 import testinfra
 
 from mesh_compliance.inventory import InventoryError, InventoryHost, read_inventory
+from mesh_compliance.log import logger
 
 ROLES = ("gateway", "files", "proxy", "database", "other")
 EVERY_NODE = "*"
@@ -109,11 +113,13 @@ def _label(spec: str) -> str:
 def open_host(config, site, node: NodeSpec):
     """Return the testinfra host of ``node``; testinfra caches it, so SSH connections are reused."""
     option = config.option
-    ssh = node.connection.startswith(("ssh://", "safe-ssh://"))
-    extra = {"controlpath": ssh_control_path(node.connection)} if ssh else {}
+    ssh_config = getattr(option, "ssh_config", None) or site.fleet.ssh_config or None
+    extra = {}
+    if node.connection.startswith(("ssh://", "safe-ssh://")) and not configured_control_path(node.connection, ssh_config):
+        extra["controlpath"] = ssh_control_path(node.connection)
     return testinfra.get_host(
         node.connection,
-        ssh_config=getattr(option, "ssh_config", None) or site.fleet.ssh_config or None,
+        ssh_config=ssh_config,
         ssh_identity_file=getattr(option, "ssh_identity_file", None),
         sudo=getattr(option, "sudo", False),
         sudo_user=getattr(option, "sudo_user", None),
@@ -123,7 +129,7 @@ def open_host(config, site, node: NodeSpec):
 
 
 # ssh binds a master socket at ControlPath plus 17 characters, and a Unix
-# socket path holds at most 107 bytes on Linux.
+# socket path is at most 107 bytes long on Linux.
 SOCKET_NAME_LENGTH = len("cmc-") + 24
 MAX_CONTROL_DIRECTORY_LENGTH = 107 - 17 - 1 - SOCKET_NAME_LENGTH
 
@@ -131,8 +137,9 @@ MAX_CONTROL_DIRECTORY_LENGTH = 107 - 17 - 1 - SOCKET_NAME_LENGTH
 def ssh_control_path(connection: str) -> str:
     """Return the ControlPath of an ssh:// node, so every command to it reuses one connection.
 
-    testinfra asks ssh for ControlMaster=auto but sets no ControlPath, without
-    which ssh opens a connection per command. The socket is named after a
+    testinfra passes ControlMaster=auto to ssh but sets no ControlPath, without
+    which ssh opens a connection per command. A ControlPath from the user's
+    ssh configuration is kept (see configured_control_path). The socket is named after a
     digest of the connection string (testinfra formats its ssh command with
     ``%``, so ssh's own ``%C`` cannot be used) and lies in a directory only
     this user can enter: $XDG_RUNTIME_DIR, else ~/.ssh, else a new temporary
@@ -143,6 +150,27 @@ def ssh_control_path(connection: str) -> str:
         directory = _private_temporary_directory()
     os.makedirs(directory, mode=0o700, exist_ok=True)
     return os.path.join(directory, "cmc-" + hashlib.sha256(connection.encode()).hexdigest()[:24])
+
+
+@functools.lru_cache(maxsize=None)
+def configured_control_path(connection: str, ssh_config: str | None) -> bool:
+    """Return True when the ssh client configuration already names a ControlPath for the node.
+
+    ``ssh -G`` prints the configuration ssh would use, without connecting.
+    """
+    address = urllib.parse.urlsplit(connection)
+    argv = ["ssh", "-G", *(["-F", ssh_config] if ssh_config else [])]
+    if address.username:
+        argv += ["-l", address.username]
+    if address.port:
+        argv += ["-p", str(address.port)]
+    try:
+        result = subprocess.run([*argv, address.hostname or ""], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.debug("ssh -G for %s failed: %s", connection, exc)
+        return False
+    options = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    return options.get("controlpath", "none") != "none"
 
 
 def _private_temporary_directory() -> str:

@@ -157,6 +157,11 @@ def test_one_login_per_node_without_control_path_in_config(compliant_lab, fleet,
                                     if not line.strip().startswith(("ControlMaster", "ControlPath", "ControlPersist"))))
     site = tmp_path / "plain-site.toml"
     site.write_text(fleet_site(compliant_lab, fleet, tmp_path).read_text().replace(str(fleet.ssh_config), str(plain_config)))
+    from mesh_compliance.nodes import ssh_control_path
+
+    for host in fleet.hosts:
+        subprocess.run(["ssh", "-o", f"ControlPath={ssh_control_path(host.connection)}", "-O", "exit", host.address],
+                       capture_output=True, timeout=10)
     before = [accepted_logins(host) for host in fleet.hosts]
 
     run = run_suite(compliant_lab, tmp_path, f"--site={site}", "--control=files-db-package-absent",
