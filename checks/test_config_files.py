@@ -34,14 +34,7 @@ def test_policy_file_matches(site, consul, target, evidence):
     name = site.acl.policy
     evidence.expect("file", f"{path} with the same grants as ACL policy {name}, compared by meaning")
 
-    text = target.read_text(path)
-    evidence.observe("file", "found" if text is not None else "not found")
-    assert text is not None, evidence.why(f"{path} does not exist on {target.name}")
-    evidence.record(path, text)
-    try:
-        file_rules = parse_policy_file(text)
-    except ConfigFileError as exc:
-        raise AssertionError(evidence.why(f"{path} does not parse: {exc}")) from None
+    file_rules = _parsed_file(target, path, parse_policy_file, evidence)
 
     policy = consul.policy_by_name(name)
     evidence.observe("policy", f"{name} (ID {policy['ID']})" if policy else "not found")
@@ -72,14 +65,7 @@ def test_registration_file_matches(site, consul, target, evidence):
     evidence.expect("file", f"{path} with the Node, Address, NodeMeta and Service ID, Service and Port "
                             f"of {service.name} on node {service.node} in the catalog")
 
-    text = target.read_text(path)
-    evidence.observe("file", "found" if text is not None else "not found")
-    assert text is not None, evidence.why(f"{path} does not exist on {target.name}")
-    evidence.record(path, text)
-    try:
-        in_file = registration_from_file(text)
-    except ConfigFileError as exc:
-        raise AssertionError(evidence.why(f"{path} does not parse: {exc}")) from None
+    in_file = _parsed_file(target, path, registration_from_file, evidence)
 
     entry = catalog_registration(consul, site, in_file.get("Service.ID"))
     evidence.observe("catalog", f"{service.name} (ID {entry.get('ServiceID')}) on {service.node}" if entry else "not found")
@@ -107,14 +93,7 @@ def test_gateway_config_file_matches(site, consul, target, evidence):
     name = site.gateway.service
     evidence.expect("file", f"{path} with the Kind, Name, Meta and Services of config entry terminating-gateway/{name}")
 
-    text = target.read_text(path)
-    evidence.observe("file", "found" if text is not None else "not found")
-    assert text is not None, evidence.why(f"{path} does not exist on {target.name}")
-    evidence.record(path, text)
-    try:
-        in_file = parse_entry_file(text)
-    except ConfigFileError as exc:
-        raise AssertionError(evidence.why(f"{path} does not parse: {exc}")) from None
+    in_file = _parsed_file(target, path, parse_entry_file, evidence)
 
     entry = consul.config_entry("terminating-gateway", name)
     evidence.observe("entry", f"terminating-gateway/{name}" if entry else "not found")
@@ -125,3 +104,16 @@ def test_gateway_config_file_matches(site, consul, target, evidence):
     differences = entry_differences(in_file, canonical_entry(entry))
     evidence.observe("differences", differences or "none")
     assert not differences, evidence.why(f"{path} differs from config entry terminating-gateway/{name}: " + "; ".join(differences))
+
+
+def _parsed_file(target, path: str, parse, evidence):
+    """Return ``parse`` of the file at ``path``; a missing or unparsable file fails the control."""
+    text = target.read_text(path)
+    evidence.observe("file", "found" if text is not None else "not found")
+    assert text is not None, evidence.why(f"{path} does not exist on {target.name}")
+    evidence.record(path, text)
+
+    try:
+        return parse(text)
+    except ConfigFileError as exc:
+        raise AssertionError(evidence.why(f"{path} does not parse: {exc}")) from None

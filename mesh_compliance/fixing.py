@@ -86,6 +86,19 @@ class FixContext:
         if kind not in self.allow:
             raise FixRefused(f"this fix needs the explicit opt-in --allow={kind} ({OPT_IN_KINDS[kind]})")
 
+    def account_ids(self, user: str, group: str) -> tuple[int, int]:
+        """Return the uid of ``user`` and the gid of ``group`` on the node, which must both exist."""
+        target = self.require_target()
+        account = target.account(user)
+        gid = target.group_id(group)
+        if account is None:
+            raise FixError(f"user {user} does not exist on {target.name}; "
+                           "the fixer of control gateway-account creates it, or create it by hand")
+        if gid is None:
+            raise FixError(f"group {group} does not exist on {target.name}; "
+                           "the fixer of control gateway-account creates it, or create it by hand")
+        return account.uid, gid
+
     def require_target(self) -> Target:
         if self.target is None:
             raise FixError("this fix changes the node, but no node is under audit")
@@ -133,7 +146,7 @@ class FixContext:
                           _mask(before), _mask(content) + f"\n(owner {owner}:{group}, mode {mode:04o})")
             return None
 
-        uid, gid = _ids(target, owner, group)
+        uid, gid = self.account_ids(owner, group)
 
         backup = self.keep_file(node_path) if before is not None else None
         node_writes.replace(target, path, content, uid, gid, mode)
@@ -167,6 +180,7 @@ class FixContext:
             self.log.plan("command", " ".join(argv), "run")
             return CommandResult()
         result = target.run(*argv)
+        target.forget_accounts()
         if result.rc != 0:
             raise FixError(f"{' '.join(argv)} failed on {target.name}: {(result.stderr or result.stdout).strip()}")
         self.log.journal_entry(kind="command", obj=" ".join(argv), action="ran",
@@ -193,16 +207,6 @@ def _guard_agent(argv: tuple[str, ...]) -> None:
         if any(arg in AGENT_UNITS for arg in argv):
             raise FixError("refusing to stop or disable the Consul agent this run talks to")
 
-
-
-def _ids(target: Target, owner: str, group: str) -> tuple[int, int]:
-    account = target.account(owner)
-    gid = target.group_id(group)
-    if account is None:
-        raise FixError(f"user {owner} does not exist on {target.name}; create the account first")
-    if gid is None:
-        raise FixError(f"group {group} does not exist on {target.name}; create the group first")
-    return account.uid, gid
 
 
 

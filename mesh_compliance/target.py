@@ -68,6 +68,8 @@ class Target:
         self.host = host
         self.root = root.rstrip("/") if root else None
         self.label = label
+        # passwd and group, read once; a fixer that changes accounts calls forget_accounts.
+        self._databases: dict[str, list[list[str]]] = {}
 
     @property
     def name(self) -> str:
@@ -206,7 +208,16 @@ class Target:
                 return fields[0]
         return str(gid)
 
+    def forget_accounts(self) -> None:
+        """Drop the cached passwd and group entries, after a command that may have changed them."""
+        self._databases.clear()
+
     def _database(self, name: str) -> list[list[str]]:
+        if name not in self._databases:
+            self._databases[name] = self._read_database(name)
+        return self._databases[name]
+
+    def _read_database(self, name: str) -> list[list[str]]:
         if self.root:
             text = self.read_text(f"/etc/{name}") or ""
         else:

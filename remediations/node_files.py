@@ -64,7 +64,7 @@ def fix_config_tree(ctx: FixContext) -> None:
     """Give the configuration tree to the gateway account and let it search every directory on the way."""
     target = ctx.require_target()
     gateway = ctx.site.gateway
-    uid, gid = _ids(target, gateway.user, gateway.group)
+    uid, gid = ctx.account_ids(gateway.user, gateway.group)
     directory = gateway.config_dir
 
     if not target.file_state(directory).exists:
@@ -114,7 +114,7 @@ def _in_tree(path: str, config_dir: str) -> bool:
 
 def _give_to_gateway(ctx: FixContext, target: Target, path: str) -> None:
     gateway = ctx.site.gateway
-    uid, gid = _ids(target, gateway.user, gateway.group)
+    uid, gid = ctx.account_ids(gateway.user, gateway.group)
     state = target.file_state(path)
     if (state.uid, state.gid) != (uid, gid):
         _run(ctx, "chown", "-h", f"{uid}:{gid}", target.path(path))
@@ -146,7 +146,7 @@ def fix_token_file(ctx: FixContext) -> None:
     if not state.is_file:
         raise FixError(f"{path} is not a regular file; move it aside by hand, then the fixer of control acl-token can write the token")
 
-    uid, gid = _ids(target, gateway.user, gateway.group)
+    uid, gid = ctx.account_ids(gateway.user, gateway.group)
     if (state.uid, state.gid) != (uid, gid):
         _run(ctx, "chown", f"{uid}:{gid}", target.path(path))
         ctx.changed(f"token file {path}", "changed owner", f"{state.owner}:{state.group} to {gateway.user}:{gateway.group}")
@@ -183,7 +183,7 @@ def fix_ca_file(ctx: FixContext) -> None:
     if can_read(target, gateway.user, ca_file):
         return
 
-    _, gid = _ids(target, gateway.user, gateway.group)
+    _, gid = ctx.account_ids(gateway.user, gateway.group)
     if state.gid != gid:
         _run(ctx, "chgrp", str(gid), target.path(ca_file))
         ctx.changed(f"CA file {ca_file}", "changed group", f"{state.group} to {gateway.group}")
@@ -201,11 +201,6 @@ def fix_ca_file(ctx: FixContext) -> None:
 
 # -- helpers ---------------------------------------------------------------------------
 
-def _ids(target: Target, user: str, group: str) -> tuple[int, int]:
-    account, gid = target.account(user), target.group_id(group)
-    if account is None or gid is None:
-        raise FixError(f"user {user} or group {group} does not exist on {target.name}; the fixer of control gateway-account creates them")
-    return account.uid, gid
 
 
 def _chmod(ctx: FixContext, target: Target, node_path: str, mode: str, detail: str) -> None:
