@@ -98,8 +98,7 @@ class Target:
             stderr = getattr(failed, "stderr", "") or str(exc)
             raise TargetError(f"node {self.name} is unreachable over SSH: {stderr.strip()[:300]}") from exc
         logger.debug("target %s: %s -> rc=%s", self.name, command, result.rc)
-        if result.rc == 255 and self.host.backend.NAME in ("ssh", "safe-ssh") and ssh_failed(result.stderr):
-            raise TargetError(f"node {self.name} is unreachable over SSH: {result.stderr.strip()[:300]}")
+        self._raise_if_ssh_failed(result)
         return result
 
     def run_with_input(self, *argv: str, data: bytes):
@@ -110,9 +109,13 @@ class Target:
         except UNREACHABLE as exc:
             raise TargetError(f"node {self.name} is unreachable: {exc}") from exc
         logger.debug("target %s: %s (%d bytes on stdin) -> rc=%s", self.name, command, len(data), result.rc)
+        self._raise_if_ssh_failed(result)
+        return result
+
+    def _raise_if_ssh_failed(self, result) -> None:
+        """Raise TargetError when ssh itself failed (exit 255 with ssh's own message), not the command."""
         if result.rc == 255 and self.host.backend.NAME in ("ssh", "safe-ssh") and ssh_failed(result.stderr):
             raise TargetError(f"node {self.name} is unreachable over SSH: {result.stderr.strip()[:300]}")
-        return result
 
     def exists_command(self, name: str) -> bool:
         return self.host.exists(name)
