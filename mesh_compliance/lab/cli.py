@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONSUL_VERSION,
         help=f"Consul version the double reports (default {DEFAULT_CONSUL_VERSION})",
     )
+    up.add_argument(
+        "--hosts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also start N test hosts reached over SSH, in network namespaces of this machine, and list them in "
+             "the site file: odd ones are Files nodes, even ones Proxy nodes, and the first has carbonio-files-db "
+             "installed (needs ip netns, unshare and openssh-server; default 0)",
+    )
 
     status = commands.add_parser("status", help="show what runs; exit 0 when up, 3 when not")
     _add_dir(status)
@@ -56,11 +65,13 @@ def _add_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def command_up(args: argparse.Namespace) -> int:
-    lab = Lab.up(args.dir, consul_version=args.consul_version)
+    lab = Lab.up(args.dir, consul_version=args.consul_version, hosts=args.hosts)
     status = lab.status()
     print(f"lab is up in {lab.dir}")
     print(f"  PostgreSQL    {status['postgres']['host']}:{status['postgres']['port']} (pid {status['postgres']['pid']})")
     print(f"  Consul double {lab.consul_url} (pid {status['consul']['pid']})")
+    for host in status["hosts"]:
+        print(f"  test host     {host['node']} ssh://root@{host['address']}")
     print(f"  site file     {lab.site_file}")
     print(f"  run the suite {Path(sys.executable).parent / 'pytest'} @{lab.paths.pytest_args}")
     return EXIT_OK
@@ -88,6 +99,8 @@ def _print_status(status: dict) -> None:
     print(f"lab {status['dir']}: {'up' if status['up'] else 'not up'} (state {status['state']})")
     print(f"  PostgreSQL    {_running(postgres['running'])} {postgres['host']}:{postgres['port']} pid {postgres['pid']}")
     print(f"  Consul double {_running(consul['listening'])} {consul['url']} pid {consul['pid']}")
+    for host in status["hosts"]:
+        print(f"  test host     {_running(host['running'])} {host['node']} ssh://root@{host['address']}")
 
 
 def _running(flag: bool) -> str:

@@ -118,3 +118,12 @@ def files_db_package() -> PackageSpec:
         ),
         conffiles=(FILES_DB_CONFFILE,),
     )
+
+
+def role_package(name: str) -> PackageSpec:
+    """Return an empty stand-in for a package a Files or Proxy node has installed."""
+    return PackageSpec(
+        name=name,
+        version="0.1.0-1",
+        description=f"Lab stand-in for {name}\nAn empty package, so that the role's package control passes.",
+    )

@@ -70,7 +70,7 @@ class TestHost:
     veth: str
     directory: Path
     ssh_config: Path
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen | AdoptedProcess | None = None
 
     @property
     def connection(self) -> str:
@@ -112,6 +112,28 @@ class TestHost:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+class AdoptedProcess:
+    """A host's sshd started by another process: poll and wait by pid, as with a Popen."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return 0
+        return 0 if state in ("Z", "X") else None
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.05)
+        return 0
 
 
 @dataclass
@@ -159,6 +181,39 @@ class TestHosts:
             except LabError as cleanup_error:
                 logger.error("removing half-started test hosts in %s failed: %s", directory, cleanup_error)
             raise
+        return fleet
+
+    def record(self) -> dict:
+        """Return what ``adopt`` needs to manage the running hosts from another process."""
+        return {
+            "directory": str(self.directory),
+            "ssh_config": str(self.ssh_config),
+            "identity": str(self.identity),
+            "control_dir": str(self.control_dir),
+            "lab_id": self.lab_id,
+            "hosts": [
+                {"name": host.name, "index": host.index, "address": host.address, "peer_address": host.peer_address,
+                 "veth": host.veth, "directory": str(host.directory),
+                 "pid": host.process.pid if host.running else None}
+                for host in self.hosts
+            ],
+        }
+
+    @classmethod
+    def adopt(cls, record: dict) -> TestHosts:
+        """Return the hosts that ``record`` describes, started earlier by another process."""
+        fleet = cls(
+            directory=Path(record["directory"]),
+            ssh_config=Path(record["ssh_config"]),
+            identity=Path(record["identity"]),
+            control_dir=Path(record["control_dir"]),
+            lab_id=record["lab_id"],
+        )
+        for item in record["hosts"]:
+            host = TestHost(item["name"], item["index"], item["address"], item["peer_address"], item["veth"],
+                            Path(item["directory"]), fleet.ssh_config)
+            host.process = AdoptedProcess(item["pid"]) if item["pid"] else None
+            fleet.hosts.append(host)
         return fleet
 
     def __getitem__(self, name: str) -> TestHost:

@@ -9,9 +9,10 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mesh_compliance.lab import consul, processes, seed, state
+from mesh_compliance.lab import consul, lab_hosts, processes, seed, state
 from mesh_compliance.lab.commands import running_as_root
 from mesh_compliance.lab.errors import LabError
+from mesh_compliance.lab.fleet import TestHosts
 from mesh_compliance.lab.postgres import PostgresServer
 from mesh_compliance.lab.rootfs import TargetRoot
 from mesh_compliance.lab.secretfiles import generate_secret, make_private_dir, write_secret_file
@@ -90,11 +91,14 @@ class Lab:
     # Lifecycle
 
     @classmethod
-    def up(cls, directory: str | Path = DEFAULT_DIR, consul_version: str = DEFAULT_CONSUL_VERSION) -> Lab:
+    def up(cls, directory: str | Path = DEFAULT_DIR, consul_version: str = DEFAULT_CONSUL_VERSION,
+           hosts: int = 0) -> Lab:
         """Create ``directory``, start PostgreSQL and the Consul double, seed the drift.
 
-        On a failure the started processes are stopped and the directory is kept
-        for its logs; ``down`` removes it.
+        ``hosts`` test hosts reached over SSH are started too and listed in the
+        site file (mesh_compliance.lab.lab_hosts). On a failure the started
+        processes are stopped and the directory is kept for its logs; ``down``
+        removes it.
         """
         paths = LabPaths(Path(directory).absolute())
         _check_can_start(paths)
@@ -107,6 +111,8 @@ class Lab:
 
         try:
             lab._start(consul_version)
+            if hosts:
+                lab._start_hosts(hosts)
         except LabError as exc:
             lab._mark_failed()
             raise LabError(
@@ -140,11 +146,13 @@ class Lab:
         pg_running = self.pg.is_running() if postgres else False
         consul_running = processes.is_alive(self._consul_pid(), self._consul_command_marker())
         consul_listening = consul_running and _accepts_tcp(self.consul_url)
+        hosts = self._host_status()
+        hosts_running = all(host["running"] for host in hosts)
 
         return {
             "dir": str(self.dir),
             "state": self.record.get("state"),
-            "up": self.record.get("state") == state.UP and pg_running and consul_listening,
+            "up": self.record.get("state") == state.UP and pg_running and consul_listening and hosts_running,
             "postgres": {
                 "running": pg_running,
                 "pid": self.pg.pid() if pg_running else None,
@@ -160,7 +168,15 @@ class Lab:
             },
             "site_file": str(self.site_file),
             "root": str(self.root),
+            "hosts": hosts,
         }
+
+    def _host_status(self) -> list[dict]:
+        if not self.record.get("hosts"):
+            return []
+        fleet = TestHosts.adopt(self.record["hosts"])
+        return [{"node": lab_hosts.host_node_name(host), "address": host.address, "running": host.running}
+                for host in fleet.hosts]
 
     # Steps of up
 
@@ -183,6 +199,14 @@ class Lab:
         self.record["state"] = state.UP
         self._save()
         logger.info("lab is up in %s", self.dir)
+
+    def _start_hosts(self, count: int) -> None:
+        hosts = lab_hosts.start_hosts(self.dir / "hosts", self.paths.build, count)
+        self.record["hosts"] = hosts.record()
+        self._save()
+        with open(self.site_file, "a", encoding="utf-8") as site:
+            site.write(lab_hosts.node_tables(hosts, self.root))
+        logger.info("%d test hosts are up", count)
 
     def _write_secrets(self) -> None:
         self.paths.logs.mkdir(exist_ok=True)
@@ -244,6 +268,12 @@ class Lab:
         return str(self.paths.consul_ready)
 
     def _stop_processes(self) -> None:
+        if self.record.get("hosts"):
+            try:
+                lab_hosts.stop_hosts(self.record["hosts"])
+            except LabError as exc:
+                logger.error("stopping the test hosts of %s failed: %s", self.dir, exc)
+
         if (self.paths.postgres / "data" / "PG_VERSION").is_file():
             try:
                 self.pg.stop()
