@@ -11,7 +11,7 @@ import pytest
 from mesh_compliance.changes import ChangeLog, GuardedConsul
 from mesh_compliance.consul import ConsulClient
 from mesh_compliance.controls import ControlSpec, Evidence
-from mesh_compliance.errors import FixError, Undecided
+from mesh_compliance.errors import FixError, TargetError, Undecided
 from mesh_compliance.fixing import FixContext, FixRefused
 from mesh_compliance.log import logger
 from mesh_compliance.redact import redact
@@ -39,6 +39,14 @@ def evaluate_control(item: pytest.Item, spec: ControlSpec, run) -> Outcome:
         from remediations import FIXERS
 
         run.shared.wait_for_earlier(spec.id, list(FIXERS))
+    target = item.funcargs.get("target")
+    try:
+        if target is not None:
+            # A control that reads nothing from its node in some setups must not pass on a node that is down.
+            target.check_reachable()
+    except TargetError as exc:
+        return Outcome.undecided(exc)
+
     outcome = _check(item)
     if outcome.verdict != "FAIL" or not run.fix:
         return outcome
@@ -48,7 +56,6 @@ def evaluate_control(item: pytest.Item, spec: ControlSpec, run) -> Outcome:
         outcome.fix = {"status": "none", "reason": "no fixer exists for this control; repair it by hand", "changes": []}
         return outcome
 
-    target = item.funcargs.get("target")
     blocked = _blocking_prerequisite(spec.id, run, target.name if target is not None else None)
     if blocked:
         outcome.fix = {"status": "not attempted", "reason": blocked, "changes": [], "before": outcome.message}

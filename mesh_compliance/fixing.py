@@ -78,7 +78,8 @@ class FixContext:
         return self.log.dry_run
 
     def changed(self, obj: str, action: str, detail: str = "") -> None:
-        change = Change(obj, ("would " + action) if self.dry_run else action, redact(detail))
+        # Fixers report actions in the past tense, so a dry run marks them as not done.
+        change = Change(obj, ("(dry run, not done) " + action) if self.dry_run else action, redact(detail))
         logger.info("fix: %s", change.describe())
         self.changes.append(change)
 

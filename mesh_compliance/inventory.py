@@ -65,6 +65,8 @@ def _parse_ini(path: str, text: str) -> dict[str, Group]:
         if not line or line.startswith(("#", ";")):
             continue
 
+        if line.startswith("[") and not line.endswith("]"):
+            raise InventoryError(f"Ansible inventory {path} line {number}: section header {line!r} has no closing ]")
         if line.startswith("[") and line.endswith("]"):
             section, _, kind = line[1:-1].strip().partition(":")
             kind = kind or "hosts"

@@ -86,5 +86,6 @@ def read_journal(directory: Path, run_id: str) -> list[dict]:
     if not path.exists():
         known = sorted(p.stem for p in directory.glob("*.jsonl")) if directory.exists() else []
         hint = f"; journals present: {', '.join(known[-5:])}" if known else "; no journal exists yet"
-        raise FileNotFoundError(f"no journal for run {run_id} in {directory}{hint}")
+        raise FileNotFoundError(f"no journal for run {run_id} in {directory.absolute()}{hint}; "
+                                "give the fixing run's directory with --journal-dir")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

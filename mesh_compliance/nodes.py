@@ -70,6 +70,8 @@ GROUP_ROLES = {
 ADDRESS_VARIABLES = ("ansible_host", "ansible_ssh_host")
 USER_VARIABLES = ("ansible_user", "ansible_ssh_user")
 PORT_VARIABLES = ("ansible_port", "ansible_ssh_port")
+# The suite's own host variable: the directory where the node's filesystem is mounted, as [[nodes]] root.
+ROOT_VARIABLE = "carbonio_mesh_root"
 
 
 def inventory_nodes(path: str) -> list[NodeSpec]:
@@ -79,6 +81,8 @@ def inventory_nodes(path: str) -> list[NodeSpec]:
     (see GROUP_ROLES); hosts in no such group get the role ``other``.
     ``ansible_host``, ``ansible_user`` and ``ansible_port``, from the host or
     its groups, build its SSH connection string; the user defaults to root.
+    ``ansible_connection=local`` gives ``local://`` and ``paramiko`` a
+    paramiko:// connection; ``carbonio_mesh_root`` sets the node's root.
     """
     hosts = read_inventory(path)
     if not hosts:
@@ -87,15 +91,23 @@ def inventory_nodes(path: str) -> list[NodeSpec]:
     nodes = []
     for host in hosts:
         roles = sorted({GROUP_ROLES[group.lower()] for group in host.groups if group.lower() in GROUP_ROLES})
-        nodes.append(NodeSpec(host.name, tuple(roles) or ("other",), _connection(host)))
+        root = str(host.variables.get(ROOT_VARIABLE) or "")
+        nodes.append(NodeSpec(host.name, tuple(roles) or ("other",), _connection(path, host), root))
     return nodes
 
 
-def _connection(host: InventoryHost) -> str:
+def _connection(path: str, host: InventoryHost) -> str:
+    kind = str(host.variables.get("ansible_connection") or "ssh")
+    if kind == "local":
+        return "local://"
+    if kind not in ("ssh", "paramiko"):
+        raise InventoryError(f"Ansible inventory {path}: host {host.name} has ansible_connection={kind}; "
+                             "the suite reaches inventory hosts over ssh, paramiko or local only")
+
     address = _first(host.variables, ADDRESS_VARIABLES) or host.name
     user = _first(host.variables, USER_VARIABLES) or "root"
     port = _first(host.variables, PORT_VARIABLES)
-    return f"ssh://{user}@{address}" + (f":{port}" if port else "")
+    return f"{kind}://{user}@{address}" + (f":{port}" if port else "")
 
 
 def _first(variables: dict, names: tuple[str, ...]) -> str:

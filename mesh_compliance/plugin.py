@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +154,10 @@ def _start_run(config: pytest.Config) -> "results.Run":
         raise pytest.UsageError(str(exc)) from exc
 
     run = results.Run.start(config, site, settings)
+    try:
+        run.nodes = run_nodes(config, site)
+    except InventoryError as exc:
+        raise pytest.UsageError(str(exc)) from exc
     config.stash[RUN_KEY] = run
     return run
 
@@ -194,10 +199,13 @@ def consul(request):
 def target(request):
     """Return the audited node of this test, seen through --root when given."""
     node = request.param
+    site = _run(request.config).site
     if isinstance(node, NoNode):
+        where = ("in a group of the Ansible inventory named after the role (see the README)"
+                 if site.fleet.ansible_inventory and not site.nodes else "in the site file's [[nodes]]")
         pytest.skip(f"not applicable: no node of this run has the role {' or '.join(node.roles)}; "
-                    "list the cluster's nodes with their roles in the site file's [[nodes]]")
-    return open_target(request.config, _run(request.config).site, node)
+                    f"list the cluster's nodes with their roles {where}")
+    return open_target(request.config, site, node)
 
 
 def pytest_generate_tests(metafunc):
@@ -206,11 +214,7 @@ def pytest_generate_tests(metafunc):
         return
     spec = getattr(metafunc.function, "control_spec", None)
     roles = spec.roles if spec is not None else ("*",)
-    try:
-        all_nodes = run_nodes(metafunc.config, _run(metafunc.config).site)
-    except InventoryError as exc:
-        raise pytest.UsageError(str(exc)) from exc
-    nodes = [node for node in all_nodes if node.has_any(roles)]
+    nodes = [node for node in _run(metafunc.config).nodes if node.has_any(roles)]
     if not nodes:
         nodes = [NoNode(roles)]
     metafunc.parametrize("target", nodes, indirect=True, ids=[node.name for node in nodes])
@@ -220,10 +224,7 @@ def pytest_generate_tests(metafunc):
 def db_vantage(request):
     """Return the node the database login starts from (the first gateway node) and the SSH config."""
     run = _run(request.config)
-    try:
-        nodes = run_nodes(request.config, run.site)
-    except InventoryError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+    nodes = run.nodes
     ssh_config = getattr(request.config.option, "ssh_config", None) or run.site.fleet.ssh_config or None
     return gateway_node(nodes), ssh_config
 
@@ -247,6 +248,7 @@ def pytest_collection_modifyitems(session, config, items):
     if unknown:
         raise pytest.UsageError(f"unknown control id {sorted(unknown)[0]}; known ids: {', '.join(CONTROLS)}")
 
+    _reject_project_tests(config, items)
     profile = _run(config).profile
     selected = [item for item in items if _selected(spec_of(item), profile, requested)]
     deselected = [item for item in items if item not in selected]
@@ -256,6 +258,26 @@ def pytest_collection_modifyitems(session, config, items):
     run = _run(config)
     if run.shared is not None:
         run.shared.scheduled = Counter(spec.id for spec in map(spec_of, selected) if spec is not None)
+
+
+# The project's own tests, beside this package in a checkout; a wheel does not contain them.
+PROJECT_TESTS = Path(__file__).resolve().parents[1] / "tests"
+AUDIT_OPTIONS = ("mesh_site", "mesh_root", "mesh_consul_addr", "mesh_fix", "mesh_dry_run", "mesh_results_json")
+
+
+def _reject_project_tests(config, items) -> None:
+    """Stop an audit that collected the project's own tests, which start labs of their own.
+
+    pytest reads ``--site PATH`` (with a space) as a test path before it knows
+    this suite's options, so it picks another root directory, which has no
+    testpaths setting, and collects everything below the current directory.
+    """
+    if not any(getattr(config.option, name, None) for name in AUDIT_OPTIONS):
+        return
+    stray = [item for item in items if item.path.is_relative_to(PROJECT_TESTS)]
+    if stray:
+        raise pytest.UsageError(f"this audit collected the suite's own tests ({stray[0].nodeid}); write options "
+                                "as --site=PATH, not --site PATH, and name no path or name checks/")
 
 
 def _selected(spec, profile: str, requested: set[str]) -> bool:
@@ -350,11 +372,7 @@ def pytest_sessionstart(session):
     from mesh_compliance.errors import TargetError
     from mesh_compliance.locking import LockBusy, lock_for
 
-    try:
-        nodes = run_nodes(session.config, run.site)
-    except InventoryError as exc:
-        raise pytest.UsageError(str(exc)) from exc
-    targets = [open_target(session.config, run.site, node) for node in nodes]
+    targets = [open_target(session.config, run.site, node) for node in run.nodes]
     locks = lock_for(session.config, run.run_id, run.settings, targets)
     try:
         locks.acquire()

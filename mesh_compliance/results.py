@@ -64,6 +64,8 @@ class Run:
     consul_info: dict = field(default_factory=dict)
     # Comparison with --baseline (mesh_compliance.reporting.ledger.compare), or None.
     drift: dict | None = None
+    # The nodes of the run (mesh_compliance.nodes.NodeSpec), in the order the site lists them.
+    nodes: list = field(default_factory=list)
     # In a pytest-xdist worker of a fixing run: the verdicts of every worker.
     shared: SharedResults | None = None
 
@@ -164,7 +166,11 @@ class Run:
         lines = [", ".join(f"{counts[v]} {v}" for v in order if counts[v])]
         for record in self.records:
             if record["verdict"] != "PASS":
-                lines.append(f"{record['verdict']:<10} {record['control']:<28} {_headline(record)}")
+                node = "" if record["node"] == "cluster" else f"[{record['node']}] "
+                lines.append(f"{record['verdict']:<10} {record['control']:<28} {node}{_headline(record)}")
+                # A dry run's plan; its diffs are in the JSON results and the HTML report.
+                for planned in (record.get("fix") or {}).get("plan") or []:
+                    lines.append(f"{'':<10} {'':<28} plan: {planned.splitlines()[0]}")
         return lines
 
     def finish(self, exit_code: int) -> None:

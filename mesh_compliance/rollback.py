@@ -20,7 +20,8 @@ class Restored:
 
     def describe(self) -> str:
         word = "restored" if self.restored else "NOT restored"
-        return f"{word:<13} {self.entry['control']:<28} {self.entry['object']}: {self.detail}"
+        node = self.entry.get("node", "local")
+        return f"{word:<13} {self.entry['control']:<28} [{node}] {self.entry['object']}: {self.detail}"
 
 
 def rollback(entries: list[dict], consul: ConsulClient, targets: dict[str, Target]) -> list[Restored]:

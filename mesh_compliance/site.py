@@ -278,6 +278,9 @@ def _convert(fld: dataclasses.Field, value: Any, key: str) -> Any:
 
 
 NODE_ROLES = ("gateway", "files", "proxy", "database", "other")
+# testinfra 10's connection types (testinfra.backend.BACKENDS).
+CONNECTION_TYPES = ("local", "ssh", "safe-ssh", "paramiko", "salt", "docker", "podman", "ansible", "kubectl",
+                    "winrm", "lxc", "openshift", "chroot")
 
 
 def _nodes(value: Any, key: str) -> tuple[Node, ...]:
@@ -293,6 +296,11 @@ def _nodes(value: Any, key: str) -> tuple[Node, ...]:
         unknown = [role for role in node.roles if role not in NODE_ROLES]
         if not node.roles or unknown:
             raise SiteError(f"{key}[{index}].roles must list roles from {', '.join(NODE_ROLES)}, got {list(node.roles)}")
+        scheme, separator, _ = node.connection.partition("://")
+        if not separator or scheme not in CONNECTION_TYPES:
+            raise SiteError(f"{key}[{index}].connection {node.connection!r} of node {node.name} is not a testinfra "
+                            f"connection string; write TYPE://[user@]host[:port] with TYPE one of "
+                            f"{', '.join(CONNECTION_TYPES)}, for example ssh://root@{node.name}")
     return nodes
 
 

@@ -33,6 +33,10 @@ def ssh_failed(stderr: str) -> bool:
     return any(marker in stderr for marker in SSH_FAILURES)
 
 
+# testinfra hosts (by id, since testinfra caches one per connection) that answered once in this process.
+_REACHABLE: set[int] = set()
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -116,6 +120,17 @@ class Target:
         """Raise TargetError when ssh itself failed (exit 255 with ssh's own message), not the command."""
         if result.rc == 255 and self.host.backend.NAME in ("ssh", "safe-ssh") and ssh_failed(result.stderr):
             raise TargetError(f"node {self.name} is unreachable over SSH: {result.stderr.strip()[:300]}")
+
+    def check_reachable(self) -> None:
+        """Raise TargetError when the node cannot be reached; a reachable node is not asked again.
+
+        A control that needs nothing from its node in some configurations
+        would otherwise pass on a node that is down.
+        """
+        if self.is_local or id(self.host) in _REACHABLE:
+            return
+        self.run("true")
+        _REACHABLE.add(id(self.host))
 
     def exists_command(self, name: str) -> bool:
         return self.host.exists(name)

@@ -387,3 +387,16 @@ def test_unreachable_node_does_not_stop_fix(compliant_lab, fleet, tmp_path):
 
     assert run.code == 11, run.output[-3000:]
     assert records(run, "policy-file-matches")[f"remote-gateway root={compliant_lab.root}"]["verdict"] == "ERROR"
+
+
+def test_unreachable_gateway_is_error_for_control_without_node_reads(compliant_lab, fleet, tmp_path):
+    site = remote_gateway_site(compliant_lab, fleet, tmp_path)
+    fleet.stop(fleet.hosts[0].name)
+    try:
+        run = run_suite(compliant_lab, tmp_path, f"--site={site}", "--control=gateway-tls-options")
+    finally:
+        fleet.start(fleet.hosts[0].name)
+
+    record = records(run, "gateway-tls-options")[f"remote-gateway root={compliant_lab.root}"]
+    assert record["verdict"] == "ERROR", run.output[-3000:]
+    assert "unreachable" in record["message"]

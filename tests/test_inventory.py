@@ -169,3 +169,21 @@ def test_invalid_yaml_is_named(tmp_path, text, message):
 
     with pytest.raises(InventoryError, match=message):
         inventory_nodes(str(path))
+
+
+def test_local_connection_and_root(tmp_path):
+    found = nodes(tmp_path, "[gateway]\ngw ansible_connection=local carbonio_mesh_root=/srv/gw-image\n"
+                            "[proxy]\npx ansible_connection=paramiko ansible_host=192.0.2.5\n")
+
+    assert found["gw"].connection == "local://"
+    assert found["gw"].root == "/srv/gw-image"
+    assert found["px"].connection == "paramiko://root@192.0.2.5"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[gateway]\ngw ansible_connection=docker\n", "host gw has ansible_connection=docker"),
+    ("[filesServers\nmbox-1\n", r"line 1: section header '\[filesServers' has no closing \]"),
+])
+def test_unsupported_inventory_lines_are_named(tmp_path, text, message):
+    with pytest.raises(InventoryError, match=message):
+        nodes(tmp_path, text)

@@ -75,3 +75,22 @@ def test_invalid_toml_is_reported(tmp_path):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(SiteError, match="not found"):
         load_site(tmp_path / "absent.toml")
+
+
+NODE = '[[nodes]]\nname = "mbox-1"\nroles = ["{role}"]\nconnection = "{connection}"\n'
+
+
+@pytest.mark.parametrize("role, connection, message", [
+    ("files", "shh://root@mbox-1", r"nodes\[0\].connection 'shh://root@mbox-1' of node mbox-1 is not a testinfra"),
+    ("files", "root@mbox-1", "write TYPE://\\[user@\\]host\\[:port\\] with TYPE one of local, ssh"),
+    ("file", "ssh://root@mbox-1", r"nodes\[0\].roles must list roles from gateway"),
+])
+def test_invalid_node_is_named(tmp_path, role, connection, message):
+    with pytest.raises(SiteError, match=message):
+        load_site(write(tmp_path, NODE.format(role=role, connection=connection)))
+
+
+def test_two_nodes_with_one_name_are_rejected(tmp_path):
+    text = NODE.format(role="files", connection="local://") * 2
+    with pytest.raises(SiteError, match="used twice"):
+        load_site(write(tmp_path, text))

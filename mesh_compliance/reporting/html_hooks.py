@@ -28,8 +28,7 @@ def pytest_sessionstart(session):
     if metadata is None:
         return
 
-    hosts = config.getoption("hosts", None)
-    metadata["Targets"] = f"{hosts or 'local host'}, root {run.root or '/'}"
+    metadata["Targets"] = "; ".join(_describe_node(node, run.root) for node in run.nodes) or "local host"
     metadata["Started"] = run.started
     agent = _read_agent(run)
     run.consul_info.update(agent)
@@ -120,3 +119,10 @@ def _read_agent(run) -> dict:
         return {"consul_version": reason, "consul_datacenter": reason}
     return {"consul_version": str(config.get("Version", "not reported")),
             "consul_datacenter": str(config.get("Datacenter", "not reported"))}
+
+
+def _describe_node(node, default_root: str | None) -> str:
+    """Describe a node for the environment table: name, roles, connection and root."""
+    root = node.root or (default_root if node.connection.startswith("local") else "")
+    text = f"{node.name} ({', '.join(node.roles)}) {node.connection}"
+    return f"{text} root {root}" if root else text
