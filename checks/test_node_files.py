@@ -225,6 +225,7 @@ def test_gateway_tls_options(site, consul, target, evidence):
     scope="node",
     rationale="Carbonio packages finish their setup in scripts that pending-setups runs with the "
               "cluster credential; a script still waiting means a service is installed but not set up.",
+    roles=("*",),
 )
 def test_pending_setups(site, target, evidence):
     directory = site.node.pending_setups_dir
