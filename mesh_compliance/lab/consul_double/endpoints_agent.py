@@ -64,9 +64,7 @@ def agent_self(request: Request) -> Any:
 
 
 def members(request: Request) -> Any:
-    return request.filter_allowed(
-        list(request.store.members), lambda member: request.is_allowed("node", member["Name"], "read")
-    )
+    return request.readable(list(request.store.members), "node", lambda member: member["Name"])
 
 
 def register_service(request: Request) -> Any:
@@ -145,7 +143,7 @@ def deregister_service(request: Request, service_id: str) -> Any:
 
 def list_services(request: Request) -> Any:
     views = [agent.agent_service_view(request.store, service) for _, service in sorted(request.store.agent_services.items())]
-    views = request.filter_allowed(views, lambda view: request.is_allowed("service", view["Service"], "read"))
+    views = request.readable(views, "service", lambda view: view["Service"])
     views = apply_filter(views, request.param("filter"))
     return {view["ID"]: view for view in views}
 

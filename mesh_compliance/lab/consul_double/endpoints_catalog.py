@@ -199,7 +199,7 @@ def _readable_node_services(request: Request, node_name: str) -> list[dict[str, 
         for (owner, _), service in sorted(request.store.services.items())
         if owner == node_name
     ]
-    return request.filter_allowed(services, lambda service: request.is_allowed("service", service["Service"], "read"))
+    return request.readable(services, "service", lambda service: service["Service"])
 
 
 def list_services(request: Request) -> Any:
@@ -207,13 +207,13 @@ def list_services(request: Request) -> Any:
     for service in request.store.services.values():
         tags = tags_by_name.setdefault(service["Service"], [])
         tags.extend(tag for tag in service.get("Tags") or [] if tag not in tags)
-    names = request.filter_allowed(sorted(tags_by_name), lambda name: request.is_allowed("service", name, "read"))
+    names = request.readable(sorted(tags_by_name), "service", lambda name: name)
     return {name: tags_by_name[name] for name in names}
 
 
 def list_nodes(request: Request) -> Any:
     nodes = [catalog.node_view(node) for _, node in sorted(request.store.nodes.items())]
-    nodes = request.filter_allowed(nodes, lambda node: request.is_allowed("node", node["Node"], "read"))
+    nodes = request.readable(nodes, "node", lambda node: node["Node"])
     return apply_filter(nodes, request.param("filter"))
 
 
@@ -224,7 +224,7 @@ def gateway_services_of(request: Request, gateway: str) -> Any:
         # NOTE: Consul's handler does not replace a nil list with [], so null is
         # assumed when no terminating-gateway entry exists (unconfirmed).
         return None
-    return request.filter_allowed(items, lambda item: request.is_allowed("service", item["Service"]["Name"], "read"))
+    return request.readable(items, "service", lambda item: item["Service"]["Name"])
 
 
 def register_routes(router: Router) -> None:

@@ -149,9 +149,7 @@ def delete_exact(request: Request) -> Any:
 
 
 def list_intentions(request: Request) -> Any:
-    views = request.filter_allowed(
-        _all_intentions(request), lambda view: request.is_allowed("intention", view["DestinationName"], "read")
-    )
+    views = request.readable(_all_intentions(request), "intention", lambda view: view["DestinationName"])
     return apply_filter(views, request.param("filter"))
 
 

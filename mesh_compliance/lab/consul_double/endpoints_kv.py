@@ -51,7 +51,7 @@ def get(request: Request, key: str) -> Any:
 
 def _get_tree(request: Request, prefix: str) -> Any:
     found = [entry for name, entry in sorted(request.store.kv.items()) if name.startswith(prefix)]
-    readable = request.filter_allowed(found, lambda entry: request.is_allowed("key", entry["Key"], "read"))
+    readable = request.readable(found, "key", lambda entry: entry["Key"])
     if not readable:
         return _not_found()
     return [_render(entry) for entry in readable]
@@ -59,7 +59,7 @@ def _get_tree(request: Request, prefix: str) -> Any:
 
 def _list_keys(request: Request, prefix: str) -> Any:
     names = [name for name in sorted(request.store.kv) if name.startswith(prefix)]
-    names = request.filter_allowed(names, lambda name: request.is_allowed("key", name, "read"))
+    names = request.readable(names, "key", lambda name: name)
     separator = request.param("separator") or ""
     keys: list[str] = []
     for name in names:

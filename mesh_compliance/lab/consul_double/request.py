@@ -115,6 +115,10 @@ class Request:
             self.results_filtered = True
         return visible
 
+    def readable(self, items: list[Any], resource: str, name_of: Any) -> list[Any]:
+        """Keep the items whose ``resource`` named ``name_of(item)`` the token may read."""
+        return self.filter_allowed(items, lambda item: self.is_allowed(resource, name_of(item), "read"))
+
     def decode_body(self, spec: Any, prefix: str) -> Any:
         """Decode the JSON body strictly, raising 400 "<prefix>: <reason>" on failure."""
         try:
