@@ -16,7 +16,7 @@ from mesh_compliance.errors import TargetError
 from mesh_compliance.locking import LockBusy, describe_holder
 from mesh_compliance.log import logger
 from mesh_compliance.node_input import ssh_argv
-from mesh_compliance.target import UNREACHABLE, Target, ssh_failed
+from mesh_compliance.target import Target, ssh_failed, unreachable_errors
 
 BUSY_EXIT = 75
 
@@ -60,7 +60,7 @@ class RemoteNodeLock:
                 first_line = self._start_paramiko(backend, command)
             else:
                 first_line = None
-        except UNREACHABLE as exc:
+        except unreachable_errors() as exc:
             first_line = f"unreachable: {exc}"
         if first_line is None:
             # NOTE: other testinfra backends have no stdin channel to hold the lock with.
@@ -91,7 +91,7 @@ class RemoteNodeLock:
             try:
                 self._channel.shutdown_write()
                 self._channel.recv_exit_status()
-            except UNREACHABLE as exc:
+            except unreachable_errors() as exc:
                 logger.debug("lock: connection to %s closed before release: %s", self.target.name, exc)
             self._channel.close()
             self._channel = None

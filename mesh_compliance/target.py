@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+import sys
 from dataclasses import dataclass
 
 from mesh_compliance.errors import TargetError
@@ -18,11 +19,17 @@ from mesh_compliance.log import logger
 from mesh_compliance.node_input import run_with_input
 
 
-try:
-    from paramiko.ssh_exception import SSHException
-    UNREACHABLE: tuple[type[BaseException], ...] = (OSError, EOFError, SSHException)
-except ImportError:
-    UNREACHABLE = (OSError, EOFError)
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """Return the exceptions a backend raises when its node cannot be reached.
+
+    paramiko's own exception counts only once testinfra's paramiko backend
+    has imported it. Importing it here would load paramiko and its
+    cryptography libraries into every run.
+    """
+    paramiko_errors = sys.modules.get("paramiko.ssh_exception")
+    if paramiko_errors is None:
+        return (OSError, EOFError)
+    return (OSError, EOFError, paramiko_errors.SSHException)
 
 SSH_FAILURES = ("Connection timed out", "Connection refused", "No route to host", "Could not resolve hostname",
                 "Permission denied (publickey", "Connection closed by", "kex_exchange_identification", "Host key verification failed")
@@ -94,7 +101,7 @@ class Target:
         command = shlex.join(argv)
         try:
             result = self.host.run(command)
-        except UNREACHABLE as exc:
+        except unreachable_errors() as exc:
             raise TargetError(f"node {self.name} is unreachable: {exc}") from exc
         except RuntimeError as exc:
             # testinfra's ssh backend raises with the CommandResult when ssh exits 255.
@@ -110,7 +117,7 @@ class Target:
         command = shlex.join(argv)
         try:
             result = run_with_input(self.host, command, data)
-        except UNREACHABLE as exc:
+        except unreachable_errors() as exc:
             raise TargetError(f"node {self.name} is unreachable: {exc}") from exc
         logger.debug("target %s: %s (%d bytes on stdin) -> rc=%s", self.name, command, len(data), result.rc)
         self._raise_if_ssh_failed(result)
