@@ -77,7 +77,7 @@ class RemoteNodeLock:
             logger.warning("lock: node %s is not locked, because it is unreachable: %s", self.target.name, first_line)
             return
         if first_line.startswith("busy"):
-            raise LockBusy(f"another fixing run holds {self.path} on {self.target.name} "
+            raise LockBusy(f"lock {self.path} on {self.target.name} is busy: another fixing run has it "
                            f"({describe_holder(first_line.removeprefix('busy').strip())}); "
                            "wait for it to finish or raise --lock-timeout")
         raise TargetError(f"cannot lock {self.path} on node {self.target.name}: {first_line or 'no output'}")
@@ -101,7 +101,7 @@ class RemoteNodeLock:
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self._process.stdout.readline().strip()
         if not line:
-            # stdout closed before "locked": ssh or the shell exited, and stderr says why.
+            # stdout closed before "locked": ssh or the shell exited, and stderr contains the reason.
             self._process.wait(timeout=30)
             line = self._process.stderr.read().strip()[:300]
         return line

@@ -41,6 +41,10 @@ class NodeSpec:
     connection: str
     root: str = ""
 
+    def root_for(self, runner_root: str | None) -> str:
+        """Return the node's root; ``--root`` is a path on the runner, so it applies to local nodes only."""
+        return self.root or (runner_root if self.connection.startswith("local") else None) or ""
+
     def has_any(self, roles: tuple[str, ...]) -> bool:
         return EVERY_NODE in roles or bool(set(roles) & set(self.roles))
 
@@ -151,11 +155,11 @@ def ssh_control_path(connection: str) -> str:
 
     testinfra passes ControlMaster=auto to ssh but sets no ControlPath, without
     which ssh opens a connection per command. A ControlPath from the user's
-    ssh configuration is kept (see configured_control_path). The socket is named after a
-    digest of the connection string (testinfra formats its ssh command with
-    ``%``, so ssh's own ``%C`` cannot be used) and lies in a directory only
-    this user can enter: $XDG_RUNTIME_DIR, else ~/.ssh, else a new temporary
-    directory when those paths are too long for a socket.
+    ssh configuration is kept (see configured_control_path). The socket is
+    named after a digest of the connection string, because testinfra formats
+    its ssh command with ``%`` and ssh's own ``%C`` would break it. It lies in
+    a directory only this user can enter: $XDG_RUNTIME_DIR, else ~/.ssh, else
+    a new temporary directory when those paths are too long for a socket.
     """
     directory = os.environ.get("XDG_RUNTIME_DIR") or os.path.expanduser("~/.ssh")
     if len(directory) > MAX_CONTROL_DIRECTORY_LENGTH:
@@ -195,9 +199,7 @@ _TEMPORARY: list[str] = []
 
 
 def open_target(config, site, node: NodeSpec):
-    """Return the Target of ``node``; ``--root`` is a path on the runner, so it applies to local nodes only."""
+    """Return the Target of ``node``, below its root when it has one."""
     from mesh_compliance.target import Target
 
-    local = node.connection.startswith("local")
-    root = node.root or (config.option.mesh_root if local else None)
-    return Target(open_host(config, site, node), root, label=node.name)
+    return Target(open_host(config, site, node), node.root_for(config.option.mesh_root) or None, label=node.name)

@@ -268,8 +268,8 @@ AUDIT_OPTIONS = ("mesh_site", "mesh_root", "mesh_consul_addr", "mesh_fix", "mesh
 def _reject_project_tests(config, items) -> None:
     """Stop an audit that collected the project's own tests, which start labs of their own.
 
-    pytest reads ``--site PATH`` (with a space) as a test path before it knows
-    this suite's options, so it picks another root directory, which has no
+    pytest reads ``--site PATH`` (with a space) as a test path before it has
+    loaded this suite's options, so it picks another root directory, which has no
     testpaths setting, and collects everything below the current directory.
     """
     if not any(getattr(config.option, name, None) for name in AUDIT_OPTIONS):

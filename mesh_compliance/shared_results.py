@@ -4,7 +4,7 @@ With ``-n`` a control's prerequisites, and the fixers that run before it,
 may run in another worker. Each worker appends the verdict of every control
 it ran to its own file in a directory the controller creates. Before a
 control is checked, its worker reads every file and waits until each control
-before it in fixing order has reported, so the control sees the same state
+before it in fixing order has reported, so the control finds the same state
 as in a serial run. Instances of one control on different nodes still run
 in parallel.
 
@@ -59,17 +59,7 @@ class SharedResults:
 
         Return None when they have not all reported within the wait.
         """
-        expected = self.scheduled[control_id]
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            found = [record for record in self.records() if record["control"] == control_id]
-            if len(found) >= expected:
-                return found
-            if time.monotonic() >= deadline:
-                logger.warning("prerequisite %s: %d of %d results after %.0f s", control_id, len(found), expected,
-                               self.wait_seconds)
-                return None
-            time.sleep(POLL_SECONDS)
+        return self._wait_until([control_id])
 
     def wait_for_earlier(self, control_id: str, order: list[str]) -> None:
         """Wait until every control before ``control_id`` in fixing ``order`` has reported.
@@ -79,9 +69,22 @@ class SharedResults:
         checks a control only once those fixers are done.
         """
         rank = order.index(control_id) if control_id in order else len(order)
-        for earlier in order[:rank]:
-            if self.scheduled[earlier] and self.wait_for(earlier) is None:
-                return
+        self._wait_until([earlier for earlier in order[:rank] if self.scheduled[earlier]])
+
+    def _wait_until(self, control_ids: list[str]) -> list[dict] | None:
+        """Return the records of ``control_ids`` once every scheduled test of each has reported, else None."""
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            found = [record for record in self.records() if record["control"] in control_ids]
+            missing = {control_id: self.scheduled[control_id] - sum(record["control"] == control_id for record in found)
+                       for control_id in control_ids}
+            if all(count <= 0 for count in missing.values()):
+                return found
+            if time.monotonic() >= deadline:
+                waiting = {control_id: count for control_id, count in missing.items() if count > 0}
+                logger.warning("results still missing after %.0f s: %s", self.wait_seconds, waiting)
+                return None
+            time.sleep(POLL_SECONDS)
 
     def records(self) -> list[dict]:
         """Return the records every worker has written so far."""

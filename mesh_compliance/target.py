@@ -40,7 +40,7 @@ def ssh_failed(stderr: str) -> bool:
     return any(marker in stderr for marker in SSH_FAILURES)
 
 
-# testinfra hosts (by id, since testinfra caches one per connection) that answered once in this process.
+# testinfra hosts (by id, since testinfra caches one per connection) that ran a command once in this process.
 _REACHABLE: set[int] = set()
 
 

@@ -389,7 +389,7 @@ def test_unreachable_node_does_not_stop_fix(compliant_lab, fleet, tmp_path):
     assert records(run, "policy-file-matches")[f"remote-gateway root={compliant_lab.root}"]["verdict"] == "ERROR"
 
 
-def test_unreachable_gateway_is_error_for_control_without_node_reads(compliant_lab, fleet, tmp_path):
+def test_unreachable_gateway_tls_options_error(compliant_lab, fleet, tmp_path):
     site = remote_gateway_site(compliant_lab, fleet, tmp_path)
     fleet.stop(fleet.hosts[0].name)
     try:

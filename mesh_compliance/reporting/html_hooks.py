@@ -123,6 +123,6 @@ def _read_agent(run) -> dict:
 
 def _describe_node(node, default_root: str | None) -> str:
     """Describe a node for the environment table: name, roles, connection and root."""
-    root = node.root or (default_root if node.connection.startswith("local") else "")
+    root = node.root_for(default_root)
     text = f"{node.name} ({', '.join(node.roles)}) {node.connection}"
     return f"{text} root {root}" if root else text
